@@ -1,0 +1,66 @@
+"""Numbers that describe a refined schedule: where it peaks, how long it warms up, how it compares with linear decay."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .refine import linear_decay
+from .schedule_file import ScheduleFile
+
+#: A schedule has "warmed up" at the first step where it reaches this fraction of its peak.
+WARMUP_LEVEL = 0.9
+
+
+def summarize_schedule(schedule: ScheduleFile) -> dict:
+    """Summary used by `hf-linear-decay inspect` (its `--json` output is exactly this dict)."""
+    multipliers = schedule.multipliers
+    num_steps = schedule.num_steps
+    difference = multipliers - linear_decay(num_steps)
+    peak_step = int(np.argmax(multipliers))
+    warmup_steps = int(np.flatnonzero(multipliers >= WARMUP_LEVEL * multipliers.max())[0])
+    after_peak = np.diff(multipliers[peak_step:])
+    above, below = int(np.argmax(difference)), int(np.argmin(difference))
+    return {
+        "num_steps": num_steps,
+        "norm": schedule.norm,
+        "power": schedule.power,
+        "tau": schedule.tau,
+        "peak_step": peak_step,
+        "peak_fraction": peak_step / (num_steps - 1),
+        "warmup_steps": warmup_steps,
+        "warmup_fraction": warmup_steps / (num_steps - 1),
+        "mean_minus_linear": float(difference.mean()),
+        "max_above_linear": float(difference[above]),
+        "max_above_linear_step": above,
+        "max_below_linear": float(difference[below]),
+        "max_below_linear_step": below,
+        "area_ratio_to_linear": float(multipliers.sum() / linear_decay(num_steps).sum()),
+        "rises_after_peak": int((after_peak > 1e-12).sum()),
+        "skipped_steps": int(schedule.skipped.sum()),
+        "recorded": list(schedule.recorded),
+        "metadata": schedule.metadata(),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable form of `summarize_schedule`'s output."""
+    n = summary["num_steps"]
+    lines = [
+        f"steps (T):            {n}",
+        f"refined from:         {summary['norm']} norms, power {summary['power']:g}, tau {summary['tau']:g}",
+        f"peak:                 step {summary['peak_step']} ({100 * summary['peak_fraction']:.1f}% of training)",
+        f"warm-up:              {summary['warmup_steps']} steps to reach {int(100 * WARMUP_LEVEL)}% of peak "
+        f"({100 * summary['warmup_fraction']:.1f}%)",
+        f"vs linear decay:      mean {summary['mean_minus_linear']:+.4f}; area ratio {summary['area_ratio_to_linear']:.3f}; "
+        f"max above {summary['max_above_linear']:+.4f} at step {summary['max_above_linear_step']}; "
+        f"max below {summary['max_below_linear']:+.4f} at step {summary['max_below_linear_step']}",
+        f"after the peak:       " + (
+            "decreases monotonically" if summary["rises_after_peak"] == 0
+            else f"rises again on {summary['rises_after_peak']} steps (non-monotone; consider a larger --tau)"
+        ),
+        f"skipped steps:        {summary['skipped_steps']}",
+        f"recorded:             {', '.join(summary['recorded'])}",
+        "metadata:",
+    ]
+    lines += [f"  {key}: {value}" for key, value in summary["metadata"].items()]
+    return "\n".join(lines)
