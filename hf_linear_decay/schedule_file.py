@@ -332,15 +332,13 @@ def _validate(tensors: dict[str, np.ndarray], metadata: dict[str, str], path) ->
             if not np.isnan(array).all():
                 _fail(path, f"tensor `{name}` is not listed in metadata `recorded` and must then be all NaN.")
             continue
-        if name == "lr":
-            bad = ~np.isfinite(array) | (array < 0)
-        else:
-            # A non-finite norm is legitimate only on a step flagged as skipped (e.g. an fp16 overflow).
-            bad = (~np.isfinite(array) & (skipped == 0)) | (np.isfinite(array) & (array < 0))
+        # A non-finite value is legitimate only on a step flagged as skipped (fp16 overflow, or a step run before
+        # recording started).
+        bad = (~np.isfinite(array) & (skipped == 0)) | (np.isfinite(array) & (array < 0))
         if bad.any():
             step = int(np.flatnonzero(bad)[0])
             _fail(path, f"tensor `{name}` holds {float(array[step])!r} at step {step}; recorded values must be finite and "
-                        ">= 0 (norms may be non-finite only where `skipped` is 1).")
+                        ">= 0 (they may be non-finite only where `skipped` is 1).")
     multipliers = tensors["multipliers"]
     if not np.isfinite(multipliers).all():
         step = int(np.flatnonzero(~np.isfinite(multipliers))[0])

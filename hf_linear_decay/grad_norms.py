@@ -1,0 +1,51 @@
+"""Global l2 and l1 norms of a model's gradients, on the device, without a host synchronisation.
+
+Works for plain tensors (single process, DDP: the gradients are already averaged and identical on every rank, so no
+cross-rank reduction is needed) and for DTensor gradients (FSDP2, including hybrid (replicate, shard) meshes): each
+device mesh's norm is reduced over its own mesh with `full_tensor()`, which counts replicated shards once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _per_tensor_norms(grads: list[torch.Tensor], order: float) -> list[torch.Tensor]:
+    # One multi-tensor kernel per (device, dtype) group on GPU; accumulate in float32 even for bf16/fp16 gradients.
+    try:
+        return list(torch._foreach_norm(grads, order, dtype=torch.float32))
+    except (AttributeError, RuntimeError, TypeError):  # very old torch or an exotic tensor subclass
+        return [torch.linalg.vector_norm(g, order, dtype=torch.float32) for g in grads]
+
+
+def _combine(norms: list[torch.Tensor], order: float) -> torch.Tensor:
+    return torch.linalg.vector_norm(torch.stack(norms), order)
+
+
+def global_grad_norms(parameters) -> torch.Tensor | None:
+    """`tensor([l2, l1])` (float32) of all `p.grad` in `parameters`, as one vector; `None` if no gradient exists.
+
+    Two passes over the gradients (one per norm); the result stays on the gradients' device.
+    """
+    from torch.distributed.tensor import DTensor
+
+    groups: dict[object, list[torch.Tensor]] = {}
+    for parameter in parameters:
+        grad = parameter.grad
+        if grad is None:
+            continue
+        key = grad.device_mesh if isinstance(grad, DTensor) else ("plain", grad.device)
+        groups.setdefault(key, []).append(grad)
+    if not groups:
+        return None
+    l2_parts, l1_parts = [], []
+    device = None
+    for grads in groups.values():
+        l2 = _combine(_per_tensor_norms(grads, 2.0), 2.0)
+        l1 = _combine(_per_tensor_norms(grads, 1.0), 1.0)
+        if isinstance(l2, DTensor):
+            l2, l1 = l2.full_tensor(), l1.full_tensor()
+        device = device or l2.device
+        l2_parts.append(l2.to(device))
+        l1_parts.append(l1.to(device))
+    return torch.stack([_combine(l2_parts, 2.0), _combine(l1_parts, 1.0)])

@@ -1,0 +1,34 @@
+"""A tiny local model and data set for real Trainer runs on CPU (no Hub)."""
+
+import torch
+from torch import nn
+
+
+class TinyRegressor(nn.Module):
+    """Two-layer MLP with an MSE loss; returns `{"loss", "logits"}` like a transformers model."""
+
+    def __init__(self, in_features=8, hidden=16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, x, labels=None):
+        out = self.net(x).squeeze(-1)
+        loss = nn.functional.mse_loss(out, labels) if labels is not None else None
+        return {"loss": loss, "logits": out}
+
+
+class RegressionData(torch.utils.data.Dataset):
+    """`size` fixed samples of y = sin(w.x) + noise, generated from `seed`."""
+
+    def __init__(self, size=64, in_features=8, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(size, in_features, generator=generator) * 2
+        w = torch.randn(in_features, generator=generator)
+        self.y = torch.sin(self.x @ w) * 3 + 0.1 * torch.randn(size, generator=generator)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, index):
+        return {"x": self.x[index], "labels": self.y[index]}
