@@ -1,0 +1,231 @@
+"""RefinementCallback in real Trainer runs on a tiny CPU model."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from transformers import Trainer, TrainerCallback
+
+import hf_linear_decay
+from hf_linear_decay import RefinementCallback, load_schedule_file
+from hf_linear_decay.callback import default_norm_for_optimizer
+from hf_linear_decay.refine import refine_schedule, resample_schedule
+from tiny import RegressionData, TinyRegressor
+
+
+def train(args, callbacks=(), data=None, resume=None):
+    trainer = Trainer(TinyRegressor(), args, train_dataset=data or RegressionData(), callbacks=list(callbacks))
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+def logged(trainer, key):
+    return [entry[key] for entry in trainer.state.log_history if key in entry and "train_runtime" not in entry]
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.0, 1.0, 1e6])
+def test_recorded_l2_is_the_trainers_pre_clip_grad_norm(make_args, max_grad_norm):
+    callback = RefinementCallback()
+    trainer = train(make_args(max_grad_norm=max_grad_norm), [callback])
+    logged_norms = logged(trainer, "grad_norm")
+    assert len(callback.grad_norm_l2) == 12 == len(logged_norms)
+    np.testing.assert_allclose(callback.grad_norm_l2, logged_norms, rtol=1e-6)
+    if max_grad_norm == 1.0:
+        assert min(logged_norms) > 1.0  # clipping really was active on every step
+    # The callback's values reach the logs (and so trainer_state.json and every reporter).
+    np.testing.assert_allclose(logged(trainer, "grad_norm_l1"), callback.grad_norm_l1, rtol=1e-12)
+    np.testing.assert_allclose(logged(trainer, "grad_norm_l2"), logged_norms, rtol=1e-6)
+
+
+def test_pre_clip_l1_is_unaffected_by_clipping(make_args):
+    # Step 0 sees the same model and batch with or without clipping: its pre-clip l1 must agree.
+    unclipped, clipped = RefinementCallback(), RefinementCallback()
+    train(make_args(max_grad_norm=0.0, max_steps=1, output_dir=make_args().output_dir + "a"), [unclipped])
+    train(make_args(max_grad_norm=0.01, max_steps=1, output_dir=make_args().output_dir + "b"), [clipped])
+    assert clipped.grad_norm_l2[0] > 100 * 0.01  # heavily clipped
+    assert clipped.grad_norm_l1[0] == pytest.approx(unclipped.grad_norm_l1[0], rel=1e-6)
+    assert clipped.grad_norm_l2[0] == pytest.approx(unclipped.grad_norm_l2[0], rel=1e-6)
+
+
+def test_gradient_accumulation_gives_one_record_per_optimizer_step(make_args):
+    accumulated, plain = RefinementCallback(), RefinementCallback()
+    trainer = train(make_args(per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=5,
+                              output_dir=make_args().output_dir + "ga"), [accumulated])
+    train(make_args(per_device_train_batch_size=8, max_steps=5, output_dir=make_args().output_dir + "bs"), [plain])
+    assert len(accumulated.grad_norm_l2) == 5 and len(accumulated.lr) == 5
+    np.testing.assert_allclose(accumulated.grad_norm_l2, logged(trainer, "grad_norm"), rtol=1e-6)
+    # Same global batch, same data order: same norms as the un-accumulated run.
+    np.testing.assert_allclose(accumulated.grad_norm_l2, plain.grad_norm_l2, rtol=1e-5)
+    np.testing.assert_allclose(accumulated.grad_norm_l1, plain.grad_norm_l1, rtol=1e-5)
+
+
+def test_records_lr_and_writes_the_file(make_args, tmp_path):
+    callback = RefinementCallback()
+    args = make_args(warmup_steps=2)
+    trainer = train(args, [callback])
+    assert callback.lr == pytest.approx(logged(trainer, "learning_rate"), rel=1e-12)
+    schedule = load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+    assert schedule.num_steps == 12 and schedule.norm == "l1" and schedule.power == 1.0  # AdamW -> Alg. 2
+    np.testing.assert_array_equal(schedule.grad_norm_l1, callback.grad_norm_l1)
+    np.testing.assert_array_equal(schedule.lr, callback.lr)
+    np.testing.assert_allclose(schedule.multipliers, refine_schedule(callback.grad_norm_l1, power=1), atol=1e-15)
+    assert schedule.run.optimizer == "AdamW" and schedule.run.world_size == 1 and schedule.run.base_lr == 0.05
+    assert schedule.run.precision == "fp32" and schedule.run.max_grad_norm == 1.0
+    assert not schedule.skipped.any()
+
+
+def test_sgd_picks_l2_and_constructor_overrides(make_args):
+    callback = RefinementCallback(tau=0.5)
+    args = make_args(optim="sgd", output_dir=make_args().output_dir + "sgd")
+    train(args, [callback])
+    schedule = load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+    assert (schedule.norm, schedule.power, schedule.tau) == ("l2", 2.0, 0.5)
+    callback = RefinementCallback(norm="l2", power=3)
+    args = make_args(output_dir=make_args().output_dir + "override")
+    train(args, [callback])
+    schedule = load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+    assert (schedule.norm, schedule.power) == ("l2", 3.0)
+
+
+@pytest.mark.parametrize("name, norm", [("AdamW", "l1"), ("Adafactor", "l1"), ("SGD", "l2"), ("Lion", "l1"),
+                                        ("LAMB", "l1"), ("Adagrad", "l1"), ("FusedSGD", "l2"), ("Muon", "l2")])
+def test_default_norm_for_optimizer(name, norm):
+    assert default_norm_for_optimizer(name) == norm
+
+
+def test_checkpoints_get_their_own_file(make_args):
+    args = make_args(save_strategy="steps", save_steps=5)
+    train(args, [RefinementCallback()])
+    for step in (5, 10, 12):
+        schedule = load_schedule_file(os.path.join(args.output_dir, f"checkpoint-{step}", "refined_schedule.safetensors"))
+        assert schedule.num_steps == step
+    with open(os.path.join(args.output_dir, "checkpoint-5", "trainer_state.json")) as handle:
+        saved = json.load(handle)["stateful_callbacks"]["RefinementCallback"]
+    assert len(saved["attributes"]["grad_norm_l2"]) == 5 and saved["args"]["tau"] == 0.1
+
+
+def test_second_run_follows_the_file(make_args):
+    first = make_args(output_dir=make_args().output_dir + "pass1")
+    train(first, [RefinementCallback()])
+    path = os.path.join(first.output_dir, "refined_schedule.safetensors")
+    multipliers = resample_schedule(load_schedule_file(path).multipliers, 20)
+    recorder = RefinementCallback()
+    second = make_args(output_dir=make_args().output_dir + "pass2", max_steps=20, learning_rate=0.02,
+                       lr_scheduler_kwargs={"schedule_file": path})
+    trainer = train(second, [recorder])
+    np.testing.assert_allclose(recorder.lr, 0.02 * multipliers, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(logged(trainer, "learning_rate"), 0.02 * multipliers, rtol=1e-12, atol=1e-18)
+    # warm-up on top: a linear ramp times the refined multipliers
+    ramped = RefinementCallback()
+    third = make_args(output_dir=make_args().output_dir + "pass3", max_steps=20, learning_rate=0.02, warmup_steps=4,
+                      lr_scheduler_kwargs={"schedule_file": path, "tau": 0.5})
+    train(third, [ramped])
+    rerefined = resample_schedule(load_schedule_file(path).refined_again(tau=0.5).multipliers, 20)
+    ramp = np.minimum(np.arange(20) / 4, 1.0)
+    np.testing.assert_allclose(ramped.lr, 0.02 * rerefined * ramp, rtol=1e-12, atol=1e-18)
+
+
+class StopAt(TrainerCallback):
+    """Simulates a run killed right after checkpoint `step` was written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+@pytest.mark.parametrize("restore_flag", [False, True])
+def test_resume_writes_the_same_file_as_an_uninterrupted_run(make_args, restore_flag):
+    common = dict(max_steps=10, save_strategy="steps", save_steps=4,
+                  restore_callback_states_from_checkpoint=restore_flag)
+    full = make_args(output_dir=make_args().output_dir + "full", **common)
+    train(full, [RefinementCallback()])
+    broken = make_args(output_dir=make_args().output_dir + "broken", **common)
+    train(broken, [RefinementCallback(), StopAt(4)])
+    assert load_schedule_file(os.path.join(broken.output_dir, "refined_schedule.safetensors")).num_steps == 4
+    train(broken, [RefinementCallback()], resume=os.path.join(broken.output_dir, "checkpoint-4"))
+    expected = load_schedule_file(os.path.join(full.output_dir, "refined_schedule.safetensors"))
+    resumed = load_schedule_file(os.path.join(broken.output_dir, "refined_schedule.safetensors"))
+    for name in ("grad_norm_l2", "grad_norm_l1", "lr", "skipped", "multipliers"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(expected, name), err_msg=name)
+
+
+def test_resume_from_a_checkpoint_without_the_callback(make_args):
+    args = make_args(max_steps=8, save_strategy="steps", save_steps=4)
+    train(args, [StopAt(4)])  # no RefinementCallback in the first part
+    callback = RefinementCallback()
+    train(args, [callback], resume=os.path.join(args.output_dir, "checkpoint-4"))  # must not raise KeyError on save
+    schedule = load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+    assert schedule.num_steps == 8
+    np.testing.assert_array_equal(schedule.skipped, [1, 1, 1, 1, 0, 0, 0, 0])
+    assert np.isfinite(schedule.multipliers).all()
+
+
+def test_skipped_steps_are_flagged(make_args):
+    class OverflowAtStep3(TinyRegressor):
+        """Step 3's loss is infinite, so its gradient is non-finite, like an fp16 overflow."""
+
+        calls = 0
+
+        def forward(self, x, labels=None):
+            out = super().forward(x, labels)
+            if self.training:
+                OverflowAtStep3.calls += 1
+                if OverflowAtStep3.calls == 4:
+                    out["loss"] = out["loss"] * float("inf")
+            return out
+
+    class SkipStep(torch.optim.SGD):
+        """Skips the update on a non-finite gradient, as GradScaler does on overflow."""
+
+        def step(self, closure=None):
+            if any(not torch.isfinite(p.grad).all() for g in self.param_groups for p in g["params"]):
+                return None
+            return super().step(closure)
+
+    callback = RefinementCallback()
+    args = make_args(max_grad_norm=0.0, output_dir=make_args().output_dir + "skip")
+    model = OverflowAtStep3()
+    optimizer = SkipStep(model.parameters(), lr=0.05)
+    scheduler = hf_linear_decay.get_linear_refined_schedule(optimizer, 0, 12)
+    trainer = Trainer(model, args, train_dataset=RegressionData(), callbacks=[callback],
+                      optimizers=(optimizer, scheduler))
+    trainer.train()
+    assert callback.skipped == [False, False, False, True] + [False] * 8
+    assert not math.isfinite(callback.grad_norm_l2[3])
+    schedule = load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+    assert schedule.skipped.tolist() == callback.skipped and np.isfinite(schedule.multipliers).all()
+    assert schedule.norm == "l2"  # SGD subclass
+
+
+def test_constructor_validation():
+    with pytest.raises(ValueError, match="`tau` must be a number in"):
+        RefinementCallback(tau=0)
+    with pytest.raises(ValueError, match="`norm` must be 'l1', 'l2' or None"):
+        RefinementCallback(norm="linf")
+    with pytest.raises(ValueError, match="`power` must be a finite number > 0"):
+        RefinementCallback(power=-1)
+    with pytest.raises(ValueError, match="`file_name` must be a plain file name"):
+        RefinementCallback(file_name="a/b.safetensors")
+
+
+def test_no_host_sync_per_step(make_args, monkeypatch):
+    # Values are copied to the host in batches: with logging every 6 steps and flush_every=4, 12 steps need at most
+    # 3 + 2 + 1 copies (flushes at step ends, logging steps and train end), never 12.
+    calls = []
+    original = RefinementCallback._flush
+
+    def counting(self):
+        if self._pending:
+            calls.append(len(self._pending))
+        return original(self)
+
+    monkeypatch.setattr(RefinementCallback, "_flush", counting)
+    callback = RefinementCallback(flush_every=4)
+    train(make_args(logging_steps=6, output_dir=make_args().output_dir + "sync"), [callback])
+    assert sum(calls) == 12 and len(calls) <= 6 and max(calls) >= 4
