@@ -7,6 +7,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import torch
 from transformers.trainer_callback import ExportableState, TrainerCallback, TrainerControl, TrainerState
 from transformers.training_args import TrainingArguments
@@ -99,6 +100,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self.skipped: list[bool] = []
         self._pending: list[list] = []  # [device tensor([l2, l1]), lr, optimizer_reported_skip]
         self._pre_clip_l2 = None
+        self._deepspeed_l1 = None
         self._trainer = None
         self._run = RunInfo()
         self._resolved_norm = norm
@@ -208,7 +210,11 @@ class RefinementCallback(TrainerCallback, ExportableState):
                 "norm while clipping is on (max_grad_norm > 0). Call `callback.set_trainer(trainer)` before "
                 "`trainer.train()`, or set max_grad_norm=0."
             )
-        optimizer_name = type(_unwrap_optimizer(optimizer)).__name__ if optimizer is not None else str(args.optim)
+        if optimizer is not None and type(optimizer).__name__ == "DeepSpeedOptimizerWrapper":
+            self._watch_deepspeed_step(optimizer.optimizer, model)
+            optimizer_name = type(_unwrap_optimizer(getattr(optimizer.optimizer, "optimizer", optimizer))).__name__
+        else:
+            optimizer_name = type(_unwrap_optimizer(optimizer)).__name__ if optimizer is not None else str(args.optim)
         self._resolved_norm = self.norm or default_norm_for_optimizer(optimizer_name)
         self._run = RunInfo(
             optimizer=optimizer_name,
@@ -221,6 +227,36 @@ class RefinementCallback(TrainerCallback, ExportableState):
             source="RefinementCallback",
         )
 
+    def _watch_deepspeed_step(self, zero_optimizer, model) -> None:
+        """DeepSpeed steps inside `backward`, so no callback ever sees a gradient (every `p.grad` is None).
+
+        Wrap the ZeRO optimizer's `step`, which the engine calls right after the gradients were reduced and before
+        they are clipped and applied: the one moment `deepspeed.utils.safe_get_full_grad` is valid. The l1 norm is
+        measured there (divided by the fp16 loss scale); the pre-clip l2 norm comes from the Trainer as usual.
+        `safe_get_full_grad` gathers one full parameter gradient at a time (collective under ZeRO-3).
+        """
+        if getattr(zero_optimizer.step, "_hf_linear_decay_callback", None) is self:
+            return
+        original_step = zero_optimizer.step
+        parameters = list(model.parameters())
+
+        def step_and_measure(*args, **kwargs):
+            from deepspeed.utils import safe_get_full_grad
+
+            l1 = None
+            for parameter in parameters:
+                grad = safe_get_full_grad(parameter)
+                if grad is not None:
+                    part = torch.linalg.vector_norm(grad.detach(), 1, dtype=torch.float32)
+                    l1 = part if l1 is None else l1 + part
+            if l1 is not None:
+                scale = getattr(zero_optimizer, "loss_scale", None) or 1.0
+                self._deepspeed_l1 = l1 / float(scale)
+            return original_step(*args, **kwargs)
+
+        step_and_measure._hf_linear_decay_callback = self
+        zero_optimizer.step = step_and_measure
+
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                               model=None, optimizer=None, **kwargs):
         if self.num_recorded_steps != state.global_step:
@@ -229,10 +265,17 @@ class RefinementCallback(TrainerCallback, ExportableState):
         post_clip = global_grad_norms(model.parameters())
         pre_clip_l2, self._pre_clip_l2 = self._pre_clip_l2, None
         if post_clip is None:
-            raise RuntimeError(
-                "RefinementCallback found no gradients at on_pre_optimizer_step (DeepSpeed runs the optimizer step "
-                "inside backward); DeepSpeed is not supported by this version of the callback."
-            )
+            deepspeed_l1, self._deepspeed_l1 = self._deepspeed_l1, None
+            if deepspeed_l1 is None or pre_clip_l2 is None:
+                raise RuntimeError(
+                    "RefinementCallback found no gradients at on_pre_optimizer_step and no DeepSpeed measurement; "
+                    "is the model frozen, or is this an unsupported engine?"
+                )
+            # Under DeepSpeed the measured l1 is pre-clip already (measured before the engine clips).
+            pre_l2 = torch.as_tensor(float(pre_clip_l2), device=deepspeed_l1.device)
+            self._pending.append([torch.stack([pre_l2, deepspeed_l1.float()]),
+                                  float(optimizer.param_groups[0]["lr"]), False])
+            return
         if pre_clip_l2 is None:
             if args.max_grad_norm and args.max_grad_norm > 0:
                 raise RuntimeError("RefinementCallback did not see the Trainer's pre-clipping gradient norm this step; "
@@ -274,14 +317,38 @@ class RefinementCallback(TrainerCallback, ExportableState):
         if isinstance(last, dict) and last.get("step") == state.global_step and "grad_norm" in last:
             last.update(extra)
 
+    def _check_ranks_agree(self) -> None:
+        """Every rank records the same (averaged) gradient; if they disagree the file would be wrong: fail loudly."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        mine = (len(self.grad_norm_l2), self.grad_norm_l2, self.grad_norm_l1, self.lr, self.skipped)
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, mine)
+        reference = everyone[0]
+        for rank, theirs in enumerate(everyone[1:], start=1):
+            same = theirs[0] == reference[0] and theirs[4] == reference[4] and all(
+                np.allclose(theirs[i], reference[i], rtol=1e-6, atol=0, equal_nan=True) for i in (1, 2, 3)
+            )
+            if not same:
+                raise RuntimeError(
+                    f"RefinementCallback: rank {rank} recorded different gradient norms or learning rates than rank 0 "
+                    f"({theirs[0]} vs {reference[0]} steps); the schedule file would describe only one rank's view. "
+                    "This means the gradients were not synchronised across ranks at the optimizer step; please report "
+                    "the backend and configuration."
+                )
+
     def on_save(self, args, state, control, **kwargs):
         self._flush()
+        self._check_ranks_agree()
         if state.is_world_process_zero:
             folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
             self.write_schedule_file(os.path.join(folder, self.file_name))
 
     def on_train_end(self, args, state, control, **kwargs):
         self._flush()
+        self._check_ranks_agree()
         if state.is_world_process_zero:
             self.write_schedule_file(os.path.join(args.output_dir, self.file_name))
 

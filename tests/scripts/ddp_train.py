@@ -1,0 +1,60 @@
+"""Trainer + RefinementCallback under `torchrun` (gloo, CPU) or a single process; used by tests/test_distributed.py.
+
+    torchrun --standalone --nproc_per_node 2 tests/scripts/ddp_train.py --output_dir OUT --batch_size 4
+    python tests/scripts/ddp_train.py --output_dir OUT --batch_size 8
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import hf_linear_decay  # noqa: E402
+from tiny import RegressionData, TinyRegressor  # noqa: E402
+from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--batch_size", type=int, required=True)
+    parser.add_argument("--grad_accum", type=int, default=1)
+    parser.add_argument("--max_grad_norm", type=float, default=0.0)
+    parser.add_argument("--max_steps", type=int, default=8)
+    parser.add_argument("--save_steps", type=int, default=0)
+    parser.add_argument("--stop_at", type=int, default=0)
+    parser.add_argument("--resume", default=None)
+    options = parser.parse_args()
+    args = TrainingArguments(
+        output_dir=options.output_dir, per_device_train_batch_size=options.batch_size,
+        gradient_accumulation_steps=options.grad_accum, max_steps=options.max_steps, learning_rate=0.05,
+        lr_scheduler_type="linear_refined", logging_steps=1, report_to="none", use_cpu=True,
+        max_grad_norm=options.max_grad_norm, save_strategy="steps" if options.save_steps else "no",
+        save_steps=options.save_steps or 500, disable_tqdm=True, seed=0, data_seed=0, optim="adamw_torch",
+        dataloader_num_workers=0, ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+    )
+    callback = hf_linear_decay.RefinementCallback()
+    callbacks = [callback] + ([StopAt(options.stop_at)] if options.stop_at else [])
+    trainer = Trainer(TinyRegressor(), args, train_dataset=RegressionData(size=128), callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=options.resume)
+    # Every rank reports what it recorded, so the test can check that the ranks agree.
+    with open(os.path.join(options.output_dir, f"record_rank{args.process_index}.json"), "w") as handle:
+        json.dump({"world_size": args.world_size, "grad_norm_l2": callback.grad_norm_l2,
+                   "grad_norm_l1": callback.grad_norm_l1, "lr": callback.lr,
+                   "logged_grad_norm": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]},
+                  handle)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Raw FSDP2 (`fully_shard`) on CPU/gloo: `global_grad_norms` must give the unsharded model's norms.
+
+    torchrun --standalone --nproc_per_node 2 tests/scripts/fsdp2_norms.py OUT.json
+    torchrun --standalone --nproc_per_node 4 tests/scripts/fsdp2_norms.py OUT.json --hsdp   # (replicate=2, shard=2)
+"""
+
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from hf_linear_decay.grad_norms import global_grad_norms  # noqa: E402
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 24), nn.Tanh(), nn.Linear(24, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def main():
+    out_path, hsdp = sys.argv[1], "--hsdp" in sys.argv
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 16, generator=generator), torch.randn(32, 1, generator=generator)
+
+    reference = build()
+    nn.functional.mse_loss(reference(x), y).backward()
+    grads = [p.grad for p in reference.parameters()]
+    expected = [torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]), 2).item(),
+                sum(g.abs().sum().item() for g in grads)]
+
+    model = build()
+    if hsdp:
+        mesh = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("replicate", "shard"))
+    else:
+        mesh = init_device_mesh("cpu", (world,))
+    for layer in (model[0], model[2], model[4]):
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    # Every rank sees the same batch, so the averaged gradient equals the reference gradient.
+    nn.functional.mse_loss(model(x), y).backward()
+    placements = sorted({str(p.grad.placements) for p in model.parameters() if p.grad is not None})
+    measured = global_grad_norms(model.parameters()).tolist()
+    # What a naive local sum + all_reduce(SUM) over the world would give (over-counts replicated shards):
+    local = [p.grad.to_local() for p in model.parameters() if p.grad is not None]
+    naive = torch.tensor([sum(float(g.pow(2).sum()) for g in local), sum(float(g.abs().sum()) for g in local)])
+    dist.all_reduce(naive)
+    result = {"rank": rank, "world": world, "placements": placements, "expected": expected, "measured": measured,
+              "naive": [naive[0].sqrt().item(), naive[1].item()]}
+    gathered = [None] * world
+    dist.all_gather_object(gathered, result)
+    if rank == 0:
+        with open(out_path, "w") as handle:
+            json.dump(gathered, handle)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Real multi-process runs on CPU (gloo): 2-process DDP through torchrun, raw FSDP2 on 2 and 4 processes.
+
+Run alone with `python -m pytest tests -m distributed`. Each test launches fresh processes; they use
+`torchrun --standalone`, which picks a free port, so they do not collide with each other.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hf_linear_decay import load_schedule_file
+
+pytestmark = pytest.mark.distributed
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DDP_SCRIPT = os.path.join(HERE, "scripts", "ddp_train.py")
+FSDP_SCRIPT = os.path.join(HERE, "scripts", "fsdp2_norms.py")
+FIELDS = ("grad_norm_l2", "grad_norm_l1", "lr", "skipped", "multipliers")
+
+
+def launch(script, *args, processes=1, timeout=300):
+    if processes == 1:
+        command = [sys.executable, script, *args]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                   script, *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def schedule(folder):
+    return load_schedule_file(os.path.join(folder, "refined_schedule.safetensors"))
+
+
+def assert_same_record(actual, expected, rtol=1e-5):
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(actual, name), getattr(expected, name), rtol=rtol, atol=1e-12,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("grad_accum, max_grad_norm", [(1, 0.0), (2, 0.0), (1, 0.5)],
+                         ids=["plain", "grad-accum", "clipping"])
+def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path, grad_accum, max_grad_norm):
+    common = ["--grad_accum", str(grad_accum), "--max_grad_norm", str(max_grad_norm)]
+    launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "ddp"), "--batch_size", "4", *common, processes=2)
+    launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "single"), "--batch_size", "8", *common)
+    ddp, single = schedule(tmp_path / "ddp"), schedule(tmp_path / "single")
+    assert ddp.num_steps == single.num_steps == 8
+    assert ddp.run.world_size == 2 and single.run.world_size == 1
+    assert_same_record(ddp, single)
+    ranks = [json.load(open(tmp_path / "ddp" / f"record_rank{r}.json")) for r in (0, 1)]
+    assert ranks[0]["grad_norm_l2"] == ranks[1]["grad_norm_l2"] and ranks[0]["grad_norm_l1"] == ranks[1]["grad_norm_l1"]
+    np.testing.assert_allclose(ranks[0]["grad_norm_l2"], ranks[0]["logged_grad_norm"], rtol=1e-6)
+    if max_grad_norm:
+        assert min(ranks[0]["logged_grad_norm"]) > max_grad_norm  # clipping was active
+    # Only the main process wrote files: no stray temporary files from rank 1.
+    assert not [name for name in os.listdir(tmp_path / "ddp") if name.endswith(".tmp")]
+
+
+def test_resume_two_processes_to_one(tmp_path):
+    folder = str(tmp_path / "switch")
+    launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "4", "--save_steps", "4", "--stop_at", "4", processes=2)
+    assert schedule(folder).num_steps == 4
+    launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "8", "--resume", os.path.join(folder, "checkpoint-4"))
+    launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "single"), "--batch_size", "8")
+    resumed, single = schedule(folder), schedule(tmp_path / "single")
+    assert resumed.num_steps == 8 and resumed.run.world_size == 1
+    assert_same_record(resumed, single)
+
+
+@pytest.mark.parametrize("processes, hsdp", [(2, False), (4, False), (4, True)], ids=["2-shard", "4-shard", "hsdp-2x2"])
+def test_fsdp2_global_norms_equal_the_unsharded_norms(tmp_path, processes, hsdp):
+    out = tmp_path / "fsdp.json"
+    launch(FSDP_SCRIPT, str(out), *(["--hsdp"] if hsdp else []), processes=processes)
+    results = json.load(open(out))
+    assert len(results) == processes
+    for result in results:
+        assert any("Shard" in p for p in result["placements"])
+        if hsdp:
+            assert any("Replicate" in p for p in result["placements"])
+        np.testing.assert_allclose(result["measured"], result["expected"], rtol=1e-5)
+    if hsdp:  # the naive reduction over-counts the replicated dimension; ours does not
+        naive = np.array(results[0]["naive"]) / np.array(results[0]["expected"])
+        np.testing.assert_allclose(naive, [np.sqrt(2), 2.0], rtol=1e-5)
