@@ -13,7 +13,7 @@ from transformers.trainer_callback import ExportableState, TrainerCallback, Trai
 from transformers.training_args import TrainingArguments
 
 from .constants import DEFAULT_POWER_FOR_NORM, DEFAULT_TAU, SCHEDULE_FILE_NAME
-from .grad_norms import global_grad_norms
+from .grad_norms import model_grad_norms
 from .refine import _check_power, _check_tau
 from .schedule_file import RunInfo, ScheduleFile, save_schedule_file
 
@@ -262,7 +262,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         if self.num_recorded_steps != state.global_step:
             self._truncate(state.global_step)
             self._pad_missing(state.global_step)
-        post_clip = global_grad_norms(model.parameters())
+        post_clip = model_grad_norms(model)
         pre_clip_l2, self._pre_clip_l2 = self._pre_clip_l2, None
         if post_clip is None:
             deepspeed_l1, self._deepspeed_l1 = self._deepspeed_l1, None

@@ -1,8 +1,10 @@
 """Global l2 and l1 norms of a model's gradients, on the device, without a host synchronisation.
 
 Works for plain tensors (single process, DDP: the gradients are already averaged and identical on every rank, so no
-cross-rank reduction is needed) and for DTensor gradients (FSDP2, including hybrid (replicate, shard) meshes): each
-device mesh's norm is reduced over its own mesh with `full_tensor()`, which counts replicated shards once.
+cross-rank reduction is needed), for DTensor gradients (FSDP2, including hybrid (replicate, shard) meshes: each
+device mesh's norm is reduced over its own mesh with `full_tensor()`, which counts replicated shards once), and for
+FSDP1 models (flat-parameter shards: the root module's own `clip_grad_norm_` with an infinite threshold, which knows
+the sharding strategy, including NO_SHARD and hybrid).
 """
 
 from __future__ import annotations
@@ -49,3 +51,19 @@ def global_grad_norms(parameters) -> torch.Tensor | None:
         l2_parts.append(l2.to(device))
         l1_parts.append(l1.to(device))
     return torch.stack([_combine(l2_parts, 2.0), _combine(l1_parts, 1.0)])
+
+
+def model_grad_norms(model) -> torch.Tensor | None:
+    """`tensor([l2, l1])` of a model's gradients, whatever wraps it (plain, DDP-unwrapped, FSDP2 or FSDP1 root)."""
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:  # torch built without distributed support
+        FullyShardedDataParallel = ()
+    if isinstance(model, FullyShardedDataParallel) and model._is_root is not False:
+        if not any(p.grad is not None for p in model.parameters()):
+            return None
+        # An infinite threshold makes the clip coefficient exactly 1: the call only measures (two collectives).
+        l2 = model.clip_grad_norm_(float("inf"), norm_type=2.0)
+        l1 = model.clip_grad_norm_(float("inf"), norm_type=1.0)
+        return torch.stack([l2.float(), l1.float().to(l2.device)])
+    return global_grad_norms(model.parameters())

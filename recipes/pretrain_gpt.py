@@ -82,7 +82,17 @@ def main():
     metrics = trainer.evaluate()
     if trainer.is_world_process_zero():
         print(f"final eval loss: {metrics['eval_loss']:.4f} nats/byte")
+    import torch.distributed as dist
 
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        if dist.get_backend() == "gloo":
+            # CPU runs: torch 2.13's gloo sometimes aborts at interpreter exit ("terminate called without an active
+            # exception", pytorch/pytorch#179291) after all work is done; every rank is past the barrier, so leave.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        dist.destroy_process_group()
 
 if __name__ == "__main__":
     main()

@@ -74,10 +74,13 @@ def test_resume_two_processes_to_one(tmp_path):
     assert_same_record(resumed, single)
 
 
-@pytest.mark.parametrize("processes, hsdp", [(2, False), (4, False), (4, True)], ids=["2-shard", "4-shard", "hsdp-2x2"])
-def test_fsdp2_global_norms_equal_the_unsharded_norms(tmp_path, processes, hsdp):
+@pytest.mark.parametrize("processes, flags", [(2, []), (4, []), (4, ["--hsdp"]), (2, ["--fsdp1"]),
+                                             (2, ["--fsdp1", "--flat"])],
+                         ids=["fsdp2-2-shard", "fsdp2-4-shard", "fsdp2-hsdp-2x2", "fsdp1-orig-params", "fsdp1-flat"])
+def test_fsdp_global_norms_equal_the_unsharded_norms(tmp_path, processes, flags):
     out = tmp_path / "fsdp.json"
-    launch(FSDP_SCRIPT, str(out), *(["--hsdp"] if hsdp else []), processes=processes)
+    hsdp = "--hsdp" in flags
+    launch(FSDP_SCRIPT, str(out), *flags, processes=processes)
     results = json.load(open(out))
     assert len(results) == processes
     for result in results:

@@ -1,7 +1,8 @@
-"""Raw FSDP2 (`fully_shard`) on CPU/gloo: `global_grad_norms` must give the unsharded model's norms.
+"""Raw FSDP2 (`fully_shard`) or FSDP1 on CPU/gloo: our norm functions must give the unsharded model's norms.
 
     torchrun --standalone --nproc_per_node 2 tests/scripts/fsdp2_norms.py OUT.json
     torchrun --standalone --nproc_per_node 4 tests/scripts/fsdp2_norms.py OUT.json --hsdp   # (replicate=2, shard=2)
+    torchrun --standalone --nproc_per_node 2 tests/scripts/fsdp2_norms.py OUT.json --fsdp1 [--flat]
 """
 
 import json
@@ -15,7 +16,7 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from hf_linear_decay.grad_norms import global_grad_norms  # noqa: E402
+from hf_linear_decay.grad_norms import model_grad_norms  # noqa: E402
 
 
 def build():
@@ -37,19 +38,28 @@ def main():
                 sum(g.abs().sum().item() for g in grads)]
 
     model = build()
-    if hsdp:
-        mesh = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("replicate", "shard"))
+    if "--fsdp1" in sys.argv:
+        from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
+
+        model = FullyShardedDataParallel(model, use_orig_params="--flat" not in sys.argv,
+                                         sharding_strategy=ShardingStrategy.FULL_SHARD, device_id=torch.device("cpu"))
+        nn.functional.mse_loss(model(x), y).backward()
+        placements = ["Shard(flat)"]
+        local = [p.grad for p in model.parameters() if p.grad is not None]
     else:
-        mesh = init_device_mesh("cpu", (world,))
-    for layer in (model[0], model[2], model[4]):
-        fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-    # Every rank sees the same batch, so the averaged gradient equals the reference gradient.
-    nn.functional.mse_loss(model(x), y).backward()
-    placements = sorted({str(p.grad.placements) for p in model.parameters() if p.grad is not None})
-    measured = global_grad_norms(model.parameters()).tolist()
+        if hsdp:
+            mesh = init_device_mesh("cpu", (2, world // 2), mesh_dim_names=("replicate", "shard"))
+        else:
+            mesh = init_device_mesh("cpu", (world,))
+        for layer in (model[0], model[2], model[4]):
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        # Every rank sees the same batch, so the averaged gradient equals the reference gradient.
+        nn.functional.mse_loss(model(x), y).backward()
+        placements = sorted({str(p.grad.placements) for p in model.parameters() if p.grad is not None})
+        local = [p.grad.to_local() for p in model.parameters() if p.grad is not None]
+    measured = model_grad_norms(model).tolist()
     # What a naive local sum + all_reduce(SUM) over the world would give (over-counts replicated shards):
-    local = [p.grad.to_local() for p in model.parameters() if p.grad is not None]
     naive = torch.tensor([sum(float(g.pow(2).sum()) for g in local), sum(float(g.abs().sum()) for g in local)])
     dist.all_reduce(naive)
     result = {"rank": rank, "world": world, "placements": placements, "expected": expected, "measured": measured,
@@ -59,7 +69,12 @@ def main():
     if rank == 0:
         with open(out_path, "w") as handle:
             json.dump(gathered, handle)
-    dist.destroy_process_group()
+    # Every rank is done once all pass this barrier. Then leave without the gloo teardown: on CPU it sometimes aborts
+    # at exit ("terminate called without an active exception", SIGABRT) after all the work was done and written.
+    dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
