@@ -12,7 +12,7 @@ import torch
 from transformers.trainer_callback import ExportableState, TrainerCallback, TrainerControl, TrainerState
 from transformers.training_args import TrainingArguments
 
-from .constants import DEFAULT_POWER_FOR_NORM, DEFAULT_TAU, SCHEDULE_FILE_NAME
+from .constants import DEFAULT_TAU, SCHEDULE_FILE_NAME
 from .grad_norms import model_grad_norms
 from .refine import _check_power, _check_tau
 from .schedule_file import RunInfo, ScheduleFile, save_schedule_file
@@ -364,7 +364,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
             skipped=self.skipped,
             norm=norm,
             tau=self.tau,
-            power=self.power if self.power is not None else DEFAULT_POWER_FOR_NORM[norm],
+            power=self.power,  # None: the paper's pairing for `norm`
             run=self._run,
         )
 

@@ -54,7 +54,7 @@ def format_summary(summary: dict) -> str:
         f"vs linear decay:      mean {summary['mean_minus_linear']:+.4f}; area ratio {summary['area_ratio_to_linear']:.3f}; "
         f"max above {summary['max_above_linear']:+.4f} at step {summary['max_above_linear_step']}; "
         f"max below {summary['max_below_linear']:+.4f} at step {summary['max_below_linear_step']}",
-        f"after the peak:       " + (
+        "after the peak:       " + (
             "decreases monotonically" if summary["rises_after_peak"] == 0
             else f"rises again on {summary['rises_after_peak']} steps (non-monotone; consider a larger --tau)"
         ),

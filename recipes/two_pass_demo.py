@@ -137,8 +137,8 @@ def main(argv=None):
                               title=f"tiny GPT on stdlib bytes: {schedule.norm} norms, T={schedule.num_steps}")
     linear_loss = results[0]["eval_loss"]
     print()
-    print(f"| schedule | final eval loss | vs linear | time (s) |")
-    print(f"|---|---|---|---|")
+    print("| schedule | final eval loss | vs linear | time (s) |")
+    print("|---|---|---|---|")
     for row in results:
         print(f"| {row['name']} | {row['eval_loss']:.4f} | {100 * (row['eval_loss'] / linear_loss - 1):+.2f}% | "
               f"{row['seconds']:.0f} |")

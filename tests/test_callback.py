@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 import hf_linear_decay
 from hf_linear_decay import RefinementCallback, load_schedule_file
 from hf_linear_decay.callback import default_norm_for_optimizer
 from hf_linear_decay.refine import refine_schedule, resample_schedule
-from tiny import RegressionData, TinyRegressor
+from tiny import RegressionData, StopAt, TinyRegressor
 
 
 def train(args, callbacks=(), data=None, resume=None):
@@ -126,17 +126,6 @@ def test_second_run_follows_the_file(make_args):
     rerefined = resample_schedule(load_schedule_file(path).refined_again(tau=0.5).multipliers, 20)
     ramp = np.minimum(np.arange(20) / 4, 1.0)
     np.testing.assert_allclose(ramped.lr, 0.02 * rerefined * ramp, rtol=1e-12, atol=1e-18)
-
-
-class StopAt(TrainerCallback):
-    """Simulates a run killed right after checkpoint `step` was written."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 @pytest.mark.parametrize("restore_flag", [False, True])

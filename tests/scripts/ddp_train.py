@@ -12,17 +12,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import hf_linear_decay  # noqa: E402
-from tiny import RegressionData, TinyRegressor  # noqa: E402
-from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
+from tiny import RegressionData, StopAt, TinyRegressor, leave_process_group  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
 
 
 def main():
@@ -54,16 +45,7 @@ def main():
                    "grad_norm_l1": callback.grad_norm_l1, "lr": callback.lr,
                    "logged_grad_norm": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]},
                   handle)
-    # Leave without the gloo teardown once every rank is done: with torch 2.13 on CPU, exiting (even after
-    # destroy_process_group) aborts about one run in ten with "terminate called without an active exception" after all
-    # work is written (gloo worker threads at interpreter finalisation; see pytorch/pytorch#179291).
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    leave_process_group()
 
 if __name__ == "__main__":
     main()

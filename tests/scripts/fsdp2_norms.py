@@ -16,7 +16,9 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hf_linear_decay.grad_norms import model_grad_norms  # noqa: E402
+from tiny import leave_process_group  # noqa: E402
 
 
 def build():
@@ -69,12 +71,7 @@ def main():
     if rank == 0:
         with open(out_path, "w") as handle:
             json.dump(gathered, handle)
-    # Every rank is done once all pass this barrier. Then leave without the gloo teardown: on CPU it sometimes aborts
-    # at exit ("terminate called without an active exception", SIGABRT) after all the work was done and written.
-    dist.barrier()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave_process_group()
 
 
 if __name__ == "__main__":
