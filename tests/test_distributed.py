@@ -91,3 +91,15 @@ def test_fsdp_global_norms_equal_the_unsharded_norms(tmp_path, processes, flags)
     if hsdp:  # the naive reduction over-counts the replicated dimension; ours does not
         naive = np.array(results[0]["naive"]) / np.array(results[0]["expected"])
         np.testing.assert_allclose(naive, [np.sqrt(2), 2.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("agree", [True, False], ids=["same-records", "different-records"])
+def test_ranks_that_disagree_fail_loudly(tmp_path, agree):
+    launch(os.path.join(HERE, "scripts", "rank_disagreement.py"), str(tmp_path), *(["--agree"] if agree else []),
+           processes=2)
+    outcomes = [json.load(open(tmp_path / f"rank{rank}.json"))["outcome"] for rank in (0, 1)]
+    if agree:
+        assert outcomes == ["agreed", "agreed"]
+    else:
+        for outcome in outcomes:
+            assert "rank 1 recorded different gradient norms or learning rates than rank 0" in outcome
