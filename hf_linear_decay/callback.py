@@ -101,6 +101,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._pending: list[list] = []  # [device tensor([l2, l1]), lr, optimizer_reported_skip]
         self._pre_clip_l2 = None
         self._deepspeed_l1 = None
+        self._deepspeed_lr = math.nan
         self._trainer = None
         self._run = RunInfo()
         self._resolved_norm = norm
@@ -252,6 +253,9 @@ class RefinementCallback(TrainerCallback, ExportableState):
             if l1 is not None:
                 scale = getattr(zero_optimizer, "loss_scale", None) or 1.0
                 self._deepspeed_l1 = l1 / float(scale)
+            # With a DeepSpeed `optimizer` block the engine also steps the LR scheduler inside backward, so by
+            # on_pre_optimizer_step the optimizer already holds the next step's LR: read the one this step uses here.
+            self._deepspeed_lr = float(zero_optimizer.param_groups[0]["lr"])
             return original_step(*args, **kwargs)
 
         step_and_measure._hf_linear_decay_callback = self
@@ -273,8 +277,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
                 )
             # Under DeepSpeed the measured l1 is pre-clip already (measured before the engine clips).
             pre_l2 = torch.as_tensor(float(pre_clip_l2), device=deepspeed_l1.device)
-            self._pending.append([torch.stack([pre_l2, deepspeed_l1.float()]),
-                                  float(optimizer.param_groups[0]["lr"]), False])
+            self._pending.append([torch.stack([pre_l2, deepspeed_l1.float()]), self._deepspeed_lr, False])
             return
         if pre_clip_l2 is None:
             if args.max_grad_norm and args.max_grad_norm > 0:
