@@ -1,8 +1,8 @@
 """The `linear_refined` learning-rate schedule, written the way transformers writes its own schedules.
 
 A module-level lambda with keyword-only arguments, bound with `functools.partial` and wrapped in `LambdaLR`: no
-closures, so the scheduler pickles, and its `state_dict()` holds only plain Python values (the Trainer reloads
-`scheduler.pt` with `torch.load(weights_only=True)`, which refuses numpy arrays).
+closures, so the scheduler pickles, and its `state_dict()` holds only plain Python values: the Trainer reloads
+`scheduler.pt` in weights-only mode, which refuses numpy arrays, so the multipliers are kept as a list of floats.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_checkpoints_get_their_own_file(make_args):
     assert len(saved["attributes"]["grad_norm_l2"]) == 5 and saved["args"]["tau"] == 0.1
 
 
-def test_second_run_follows_the_file(make_args):
+def test_second_run_follows_the_file(make_args, caplog):
     first = make_args(output_dir=make_args().output_dir + "pass1")
     train(first, [RefinementCallback()])
     path = os.path.join(first.output_dir, "refined_schedule.safetensors")
@@ -115,7 +115,9 @@ def test_second_run_follows_the_file(make_args):
     recorder = RefinementCallback()
     second = make_args(output_dir=make_args().output_dir + "pass2", max_steps=20, learning_rate=0.02,
                        lr_scheduler_kwargs={"schedule_file": path})
-    trainer = train(second, [recorder])
+    with caplog.at_level("WARNING", logger="hf_linear_decay.scheduler"):
+        trainer = train(second, [recorder])
+    assert "has 12 steps; resampling it to this run's 20 steps" in caplog.text
     np.testing.assert_allclose(recorder.lr, 0.02 * multipliers, rtol=1e-12, atol=1e-18)
     np.testing.assert_allclose(logged(trainer, "learning_rate"), 0.02 * multipliers, rtol=1e-12, atol=1e-18)
     # warm-up on top: a linear ramp times the refined multipliers
