@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .schedule_file import NORM_TENSOR, RunInfo, ScheduleFile, ScheduleFileError, load_schedule_file
+from .schedule_file import NORM_TENSOR, RunInfo, ScheduleFile, load_schedule_file
 
 __all__ = ["NormRecord", "read_norm_record"]
 
@@ -277,7 +277,3 @@ def read_norm_record(path, *, column: str | None = None, norm: str | None = None
         setattr(record, NORM_TENSOR[norm], values)
         record.default_norm = norm
     return record
-
-
-# Re-exported so callers can catch every input problem with one name.
-InputError = (NormInputError, ScheduleFileError)
