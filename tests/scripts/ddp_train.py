@@ -26,14 +26,21 @@ def main():
     parser.add_argument("--save_steps", type=int, default=0)
     parser.add_argument("--stop_at", type=int, default=0)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--zero_stage", type=int, default=None, help="run under DeepSpeed ZeRO (DS_ACCELERATOR=cpu)")
     options = parser.parse_args()
+    deepspeed = None
+    if options.zero_stage is not None:
+        deepspeed = {"zero_optimization": {"stage": options.zero_stage}, "gradient_clipping": "auto",
+                     "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+                     "train_batch_size": "auto"}
     args = TrainingArguments(
         output_dir=options.output_dir, per_device_train_batch_size=options.batch_size,
         gradient_accumulation_steps=options.grad_accum, max_steps=options.max_steps, learning_rate=0.05,
         lr_scheduler_type="linear_refined", logging_steps=1, report_to="none", use_cpu=True,
         max_grad_norm=options.max_grad_norm, save_strategy="steps" if options.save_steps else "no",
         save_steps=options.save_steps or 500, disable_tqdm=True, seed=0, data_seed=0, optim="adamw_torch",
-        dataloader_num_workers=0, ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        dataloader_num_workers=0, deepspeed=deepspeed,
+        ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and deepspeed is None else None,
     )
     callback = hf_linear_decay.RefinementCallback()
     callbacks = [callback] + ([StopAt(options.stop_at)] if options.stop_at else [])
