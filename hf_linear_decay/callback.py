@@ -37,6 +37,36 @@ def _unwrap_optimizer(optimizer):
     return optimizer
 
 
+def _zero_partition_l1(zero_optimizer):
+    """Global l1 norm of the (loss-scaled) gradients from this rank's ZeRO partitions, or None if not applicable.
+
+    Mirrors how DeepSpeed computes its own global l2 norm (stage 1/2 `scaled_global_norm`, stage 3 `_get_norm_groups`):
+    `get_grad_norm_direct` over each group's averaged gradient partition, summed over the data-parallel group, here
+    with `norm_type=1`. DeepSpeed masks a non-finite norm to -1; that is turned back into NaN (an overflow step).
+    """
+    direct = getattr(zero_optimizer, "get_grad_norm_direct", None)
+    averaged = getattr(zero_optimizer, "averaged_gradients", None)
+    if direct is None or not averaged or getattr(zero_optimizer, "has_moe_layers", False):
+        return None
+    if getattr(zero_optimizer, "cpu_offload", False) or getattr(zero_optimizer, "offload_optimizer", False):
+        return None
+    groups = getattr(zero_optimizer, "params_in_partition", None)  # stage 1/2
+    if groups is None:
+        groups = getattr(zero_optimizer, "fp16_groups", None)  # stage 3
+    if groups is None:
+        return None
+    total = None
+    for index, params in enumerate(groups):
+        grads = averaged.get(index) if isinstance(averaged, dict) else averaged[index]
+        if grads is None:
+            return None
+        norm = direct(grads, params, norm_type=1).float()
+        total = norm if total is None else total + norm
+    if total is None:
+        return None
+    return torch.where(total < 0, torch.full_like(total, math.nan), total)
+
+
 class RefinementCallback(TrainerCallback, ExportableState):
     r"""Record the gradient norms of every optimizer step and write a refined schedule file (arXiv 2310.07831).
 
@@ -102,6 +132,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._pre_clip_l2 = None
         self._deepspeed_l1 = None
         self._deepspeed_lr = math.nan
+        self.deepspeed_l1_method = None  # "partitions" or "full_grad" once a DeepSpeed step was measured
         self._trainer = None
         self._run = RunInfo()
         self._resolved_norm = norm
@@ -232,9 +263,11 @@ class RefinementCallback(TrainerCallback, ExportableState):
         """DeepSpeed steps inside `backward`, so no callback ever sees a gradient (every `p.grad` is None).
 
         Wrap the ZeRO optimizer's `step`, which the engine calls right after the gradients were reduced and before
-        they are clipped and applied: the one moment `deepspeed.utils.safe_get_full_grad` is valid. The l1 norm is
-        measured there (divided by the fp16 loss scale); the pre-clip l2 norm comes from the Trainer as usual.
-        `safe_get_full_grad` gathers one full parameter gradient at a time (collective under ZeRO-3).
+        they are clipped and applied, and measure the l1 norm there (divided by the fp16 loss scale); the pre-clip l2
+        norm comes from the Trainer as usual. The l1 norm is taken from this rank's own gradient partitions with
+        DeepSpeed's norm routine (`get_grad_norm_direct(..., norm_type=1)`: one small all-reduce per parameter group,
+        exact, no gather) where the optimizer has the plain ZeRO layout; otherwise (CPU offload, MoE, other optimizer
+        classes) from `deepspeed.utils.safe_get_full_grad`, which gathers each full gradient (collective under ZeRO-3).
         """
         if getattr(zero_optimizer.step, "_hf_linear_decay_callback", None) is self:
             return
@@ -242,14 +275,18 @@ class RefinementCallback(TrainerCallback, ExportableState):
         parameters = list(model.parameters())
 
         def step_and_measure(*args, **kwargs):
-            from deepspeed.utils import safe_get_full_grad
+            l1 = _zero_partition_l1(zero_optimizer)
+            if l1 is not None:
+                self.deepspeed_l1_method = "partitions"
+            else:
+                from deepspeed.utils import safe_get_full_grad
 
-            l1 = None
-            for parameter in parameters:
-                grad = safe_get_full_grad(parameter)
-                if grad is not None:
-                    part = torch.linalg.vector_norm(grad.detach(), 1, dtype=torch.float32)
-                    l1 = part if l1 is None else l1 + part
+                self.deepspeed_l1_method = "full_grad"
+                for parameter in parameters:
+                    grad = safe_get_full_grad(parameter)
+                    if grad is not None:
+                        part = torch.linalg.vector_norm(grad.detach(), 1, dtype=torch.float32)
+                        l1 = part if l1 is None else l1 + part
             if l1 is not None:
                 scale = getattr(zero_optimizer, "loss_scale", None) or 1.0
                 self._deepspeed_l1 = l1 / float(scale)

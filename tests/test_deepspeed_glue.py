@@ -1,8 +1,9 @@
 """The callback's DeepSpeed path, driven by hand on CPU (DeepSpeed itself needs a GPU: benchmarks/gpu_check.sh).
 
 DeepSpeed runs the optimizer step inside backward, so every `p.grad` is None at the callbacks. The callback wraps the
-ZeRO optimizer's `step` and measures l1 there with `deepspeed.utils.safe_get_full_grad`. Here a stand-in `deepspeed`
-module returns known (loss-scaled) full gradients, so the arithmetic of that glue is checked exactly.
+ZeRO optimizer's `step` and measures l1 there. Real ZeRO-1/2/3 runs (DS_ACCELERATOR=cpu) are in test_distributed.py
+and take the exact partition path; here a stand-in optimizer without ZeRO's partition layout drives the fallback,
+`deepspeed.utils.safe_get_full_grad`, from a stand-in module that returns known loss-scaled full gradients.
 """
 
 import sys
@@ -74,6 +75,7 @@ def test_deepspeed_step_wrapper_measures_unscaled_pre_clip_l1_and_the_steps_lr(f
     assert callback.grad_norm_l1[0] == pytest.approx(expected_l1, rel=1e-6)
     assert callback.lr == [0.01]
     assert callback.skipped == [False]
+    assert callback.deepspeed_l1_method == "full_grad"
 
 
 def test_deepspeed_overflow_is_flagged(fake_deepspeed, tmp_path):

@@ -128,3 +128,4 @@ def test_deepspeed_zero_on_cpu_equals_the_plain_run(tmp_path, stage, processes, 
     record = json.load(open(tmp_path / "zero" / "record_rank0.json"))
     np.testing.assert_allclose(record["grad_norm_l2"], record["logged_grad_norm"], rtol=1e-6)
     assert min(record["logged_grad_norm"]) > 0.5  # clipping was active: l1 must be the pre-clip value
+    assert record["deepspeed_l1_method"] == "partitions"  # exact from local partitions, no per-parameter gather

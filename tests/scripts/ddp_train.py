@@ -50,6 +50,7 @@ def main():
     with open(os.path.join(options.output_dir, f"record_rank{args.process_index}.json"), "w") as handle:
         json.dump({"world_size": args.world_size, "grad_norm_l2": callback.grad_norm_l2,
                    "grad_norm_l1": callback.grad_norm_l1, "lr": callback.lr,
+                   "deepspeed_l1_method": callback.deepspeed_l1_method,
                    "logged_grad_norm": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]},
                   handle)
     leave_process_group()
