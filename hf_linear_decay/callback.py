@@ -244,9 +244,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
             )
         if optimizer is not None and type(optimizer).__name__ == "DeepSpeedOptimizerWrapper":
             self._watch_deepspeed_step(optimizer.optimizer, model)
-            optimizer_name = type(_unwrap_optimizer(getattr(optimizer.optimizer, "optimizer", optimizer))).__name__
-        else:
-            optimizer_name = type(_unwrap_optimizer(optimizer)).__name__ if optimizer is not None else str(args.optim)
+        optimizer_name = type(_unwrap_optimizer(optimizer)).__name__ if optimizer is not None else str(args.optim)
         self._resolved_norm = self.norm or default_norm_for_optimizer(optimizer_name)
         self._run = RunInfo(
             optimizer=optimizer_name,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .schedule_file import NORM_TENSOR, RunInfo, ScheduleFile, load_schedule_file
+from .schedule_file import NORM_TENSOR, RunInfo, ScheduleFile, load_schedule_file, looks_like_safetensors
 
 __all__ = ["NormRecord", "read_norm_record"]
 
@@ -229,10 +229,7 @@ def read_norm_record(path, *, column: str | None = None, norm: str | None = None
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise NormInputError(f"{path}: no such file.")
-    with open(path, "rb") as raw:
-        head = raw.read(8)
-    header_size = int.from_bytes(head, "little") if len(head) == 8 else 0
-    if path.endswith(".safetensors") or (head[:1] != b"{" and 2 <= header_size < 100_000_000 and b"\n" not in head):
+    if path.endswith(".safetensors") or looks_like_safetensors(path):
         if column is not None:
             raise NormInputError(f"{path}: --column applies to CSV input, not to schedule files.")
         schedule = load_schedule_file(path)

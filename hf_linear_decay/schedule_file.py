@@ -366,6 +366,17 @@ def save_schedule_file(schedule: ScheduleFile, path) -> str:
     return write_bytes_atomically(path, save(tensors, metadata=metadata))
 
 
+def looks_like_safetensors(path) -> bool:
+    """Whether the file starts like safetensors: an 8-byte little-endian header length of sane size.
+
+    Lengths below 100 MB leave the upper four bytes zero, which no text file (CSV, JSON) has, so text is never
+    mistaken for safetensors whatever its first characters are.
+    """
+    with open(path, "rb") as raw:
+        head = raw.read(8)
+    return len(head) == 8 and head[4:] == bytes(4) and 2 <= int.from_bytes(head, "little") < 100_000_000
+
+
 def load_schedule_file(path) -> ScheduleFile:
     """Read and validate a schedule file. Raises `ScheduleFileError` with the reason and the fix."""
     from safetensors import SafetensorError, safe_open
@@ -378,13 +389,9 @@ def load_schedule_file(path) -> ScheduleFile:
             metadata = dict(reader.metadata() or {})
             tensors = {name: reader.get_tensor(name) for name in reader.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        size = os.path.getsize(path)
-        with open(path, "rb") as raw:
-            head = raw.read(8)
-        looks_safetensors = len(head) == 8 and 2 <= int.from_bytes(head, "little") < 100_000_000
-        if looks_safetensors:
+        if looks_like_safetensors(path):
             raise ScheduleFileError(
-                f"{path}: the safetensors data is truncated or corrupt ({size} bytes; {error}); the write was probably "
+                f"{path}: the safetensors data is truncated or corrupt ({os.path.getsize(path)} bytes; {error}); the write was probably "
                 "interrupted. Use the copy in a checkpoint folder, or refine again from the run's trainer_state.json."
             ) from None
         raise ScheduleFileError(

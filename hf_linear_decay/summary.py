@@ -15,7 +15,8 @@ def summarize_schedule(schedule: ScheduleFile) -> dict:
     """Summary used by `hf-linear-decay inspect` (its `--json` output is exactly this dict)."""
     multipliers = schedule.multipliers
     num_steps = schedule.num_steps
-    difference = multipliers - linear_decay(num_steps)
+    linear = linear_decay(num_steps)
+    difference = multipliers - linear
     peak_step = int(np.argmax(multipliers))
     warmup_steps = int(np.flatnonzero(multipliers >= WARMUP_LEVEL * multipliers.max())[0])
     after_peak = np.diff(multipliers[peak_step:])
@@ -34,7 +35,7 @@ def summarize_schedule(schedule: ScheduleFile) -> dict:
         "max_above_linear_step": above,
         "max_below_linear": float(difference[below]),
         "max_below_linear_step": below,
-        "area_ratio_to_linear": float(multipliers.sum() / linear_decay(num_steps).sum()),
+        "area_ratio_to_linear": float(multipliers.sum() / linear.sum()),
         "rises_after_peak": int((after_peak > 1e-12).sum()),
         "skipped_steps": int(schedule.skipped.sum()),
         "recorded": list(schedule.recorded),

@@ -197,3 +197,12 @@ def test_python_dash_m_and_help():
     result = subprocess.run([sys.executable, "-m", "hf_linear_decay", "refine", "/nonexistent"], capture_output=True,
                             text=True)
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_refine_recognises_a_schedule_file_by_content_not_name(schedule_path, tmp_path, capsys):
+    renamed = tmp_path / "record.bin"
+    renamed.write_bytes(schedule_path.read_bytes())
+    code, _, stderr = run_cli(capsys, "refine", renamed, "-o", tmp_path / "again.safetensors")
+    assert code == 0, stderr
+    np.testing.assert_array_equal(load_schedule_file(tmp_path / "again.safetensors").grad_norm_l2,
+                                  load_schedule_file(schedule_path).grad_norm_l2)
