@@ -9,17 +9,13 @@ absolute times on a shared machine mean little, the ratio is the figure to read.
 """
 
 import argparse
-import os
 import statistics
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
-
-import hf_linear_decay  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
-from two_pass_demo import ByteChunks, stdlib_bytes  # noqa: E402
+import hf_linear_decay
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes
 
 
 def timed_run(with_callback, train_set, options, output_dir):

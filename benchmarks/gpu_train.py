@@ -8,15 +8,12 @@ Used by benchmarks/gpu_check.py. Backends: plain (no distribution), fsdp2, zero2
 import argparse
 import json
 import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes"))
-
-import hf_linear_decay  # noqa: E402
-from transformers import Trainer, TrainingArguments  # noqa: E402
-from two_pass_demo import ByteChunks, stdlib_bytes, tiny_gpt  # noqa: E402
+import hf_linear_decay
+from transformers import Trainer, TrainingArguments
+from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes, tiny_gpt
 
 
 def main():
@@ -52,8 +49,8 @@ def main():
     if args.process_index == 0:
         with open(options.out, "w") as handle:
             json.dump({"backend": options.backend, "precision": options.precision, "optim": options.optim,
-                       "grad_norm_l2": callback.grad_norm_l2, "grad_norm_l1": callback.grad_norm_l1,
-                       "skipped": callback.skipped, "lr": callback.lr,
+                       **{name: callback.record.column(name).tolist() for name in ("grad_norm_l2", "grad_norm_l1", "lr")},
+                       "skipped": callback.record.skipped.tolist(),
                        "logged_grad_norm": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h],
                        "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}, handle)
 

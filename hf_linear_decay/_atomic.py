@@ -1,10 +1,60 @@
-"""Atomic file writes: write a temporary file in the target folder, fsync it, then rename it over the target."""
+"""Atomic file writes: a temporary file in the target folder, fsynced, then renamed over the target.
+
+The temporary file is created like `open(path, "w")` would create the target (mode 0o666 minus the umask), so a
+finished file has the permissions teammates expect. Its name records the host and process that write it, so that a
+later write to the same folder can remove what a killed writer left behind without touching a live writer's file.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
+import secrets
+import socket
+import time
+
+#: A temporary file older than this is stale whoever wrote it (a writer on another host of a shared file system).
+STALE_AFTER_SECONDS = 3600.0
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path) -> list[str]:
+    """Delete leftovers of interrupted writes of `path` (ours by name); returns the names removed."""
+    directory, base = os.path.split(os.path.abspath(os.fspath(path)))
+    pattern = re.compile(re.escape(f".{base}.") + r"(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]{16}\.tmp")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        full = os.path.join(directory, name)
+        try:
+            age = time.time() - os.stat(full).st_mtime
+            same_host = match["host"] == _host()
+            if (same_host and not _process_alive(int(match["pid"]))) or age > STALE_AFTER_SECONDS:
+                os.unlink(full)
+                removed.append(name)
+        except OSError:  # another writer removed or renamed it meanwhile
+            continue
+    return removed
 
 
 @contextlib.contextmanager
@@ -14,10 +64,16 @@ def atomic_path(path):
     Readers never see a half-written file, and an interrupted write leaves the previous file in place.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    directory, base = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(handle)
+    remove_stale_temporaries(path)
+    while True:
+        temp_path = os.path.join(directory, f".{base}.{_host()}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+        try:  # O_EXCL: never reuse a name; mode 0o666 is reduced by the umask, exactly as open() does
+            os.close(os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield temp_path
         with open(temp_path, "rb+") as written:

@@ -1,15 +1,43 @@
-"""Plot a schedule file: raw and smoothed gradient norms, and the refined schedule beside linear and cosine decay."""
+"""Plot a schedule file: raw and smoothed gradient norms, and the refined schedule beside linear and cosine decay.
+
+Long runs are drawn from a min/max envelope of at most `MAX_POINTS` buckets (a figure has about 2,000 pixels across),
+so a 10-million-step file plots in seconds and its spikes stay visible.
+"""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from ._atomic import atomic_path
-from .refine import cosine_decay, fill_invalid_norms, linear_decay, median_filter_norms
-from .schedule_file import ScheduleFile
+from .methods import RefinedSchedule
+from .refine import refine
+from .shapes import cosine_decay, linear_decay
+
+MAX_POINTS = 2000
 
 
-def plot_schedule(schedule: ScheduleFile, path, *, title: str | None = None) -> str:
+def envelope(values, max_points: int = MAX_POINTS):
+    """`(steps, mean, low, high)` of `values` in at most `max_points` equal buckets of consecutive steps."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size <= max_points:
+        steps = np.arange(values.size, dtype=np.float64)
+        return steps, values, values, values
+    edges = np.linspace(0, values.size, max_points + 1).astype(np.int64)
+    counts = np.diff(edges)
+    return ((edges[:-1] + edges[1:] - 1) / 2, np.add.reduceat(values, edges[:-1]) / counts,
+            np.minimum.reduceat(values, edges[:-1]), np.maximum.reduceat(values, edges[:-1]))
+
+
+def _draw(axis, values, label: str, **style) -> None:
+    steps, mean, low, high = envelope(values)
+    axis.plot(steps, mean, label=label, **style)
+    if low is not mean:
+        axis.fill_between(steps, low, high, color=style.get("color"), alpha=0.2, linewidth=0)
+
+
+def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) -> str:
     """Write a two-panel PNG (or any format matplotlib knows from the extension) to `path`; returns the path.
 
     Needs matplotlib (`pip install hf_linear_decay[plots]`).
@@ -22,22 +50,22 @@ def plot_schedule(schedule: ScheduleFile, path, *, title: str | None = None) -> 
     except ImportError:
         raise ImportError("plotting needs matplotlib: `pip install 'hf_linear_decay[plots]'`") from None
 
-    raw = schedule.grad_norms
-    filled, invalid = fill_invalid_norms(raw, schedule.skipped)
-    smoothed = median_filter_norms(filled, schedule.tau)
-    steps = range(schedule.num_steps)
+    # The paper's smoothing of the norms the schedule came from, to show what the refinement saw.
+    seen = refine(schedule.grad_norms, tau=schedule.tau, power=schedule.power, skipped=schedule.skipped)
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    top.plot(steps, filled, color="tab:gray", alpha=0.45, linewidth=0.8, label=f"raw {schedule.norm} norm")
-    top.plot(steps, smoothed, color="tab:blue", linewidth=1.8, label=f"median-filtered (tau={schedule.tau:g})")
-    if invalid.any():
-        top.scatter([i for i in steps if invalid[i]], filled[invalid], color="tab:red", s=10, label="skipped / filled")
+    _draw(top, seen.filled_norms, f"raw {schedule.norm} norm", color="tab:gray", alpha=0.6, linewidth=0.8)
+    _draw(top, seen.smoothed_norms, f"median-filtered (tau={schedule.tau:g}, {seen.filter_width} steps)",
+          color="tab:blue", linewidth=1.8)
+    if seen.invalid.any():
+        invalid = np.flatnonzero(seen.invalid)[:: max(1, int(seen.invalid.sum()) // MAX_POINTS)]
+        top.scatter(invalid, seen.filled_norms[invalid], color="tab:red", s=10, label=f"skipped / filled ({seen.num_filled})")
     top.set_yscale("log")
     top.set_ylabel(f"gradient {schedule.norm} norm")
     top.legend(loc="best", fontsize=8)
     top.grid(alpha=0.3)
-    bottom.plot(steps, schedule.multipliers, color="tab:green", linewidth=2.0, label=f"refined (p={schedule.power:g})")
-    bottom.plot(steps, linear_decay(schedule.num_steps), color="black", linestyle="--", linewidth=1, label="linear decay")
-    bottom.plot(steps, cosine_decay(schedule.num_steps), color="tab:orange", linestyle=":", linewidth=1.3, label="cosine")
+    _draw(bottom, schedule.multipliers, f"refined ({schedule.method}, p={schedule.power:g})", color="tab:green", linewidth=2.0)
+    _draw(bottom, linear_decay(schedule.num_steps), "linear decay", color="black", linestyle="--", linewidth=1)
+    _draw(bottom, cosine_decay(schedule.num_steps), "cosine", color="tab:orange", linestyle=":", linewidth=1.3)
     bottom.set_xlabel("optimizer step")
     bottom.set_ylabel("LR multiplier (peak = 1)")
     bottom.set_ylim(-0.02, 1.05)

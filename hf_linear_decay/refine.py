@@ -24,32 +24,35 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .constants import DEFAULT_TAU
+#: Default smoothing fraction τ: the median-filter window covers about ``τ · T`` steps (the paper's value).
+DEFAULT_TAU = 0.1
 
 __all__ = [
+    "DEFAULT_TAU",
     "Refinement",
-    "cosine_decay",
+    "check_power",
+    "check_tau",
     "fill_invalid_norms",
     "filter_width",
-    "linear_decay",
     "median_filter_norms",
     "multipliers_from_smoothed_norms",
     "refine",
     "refine_schedule",
-    "resample_schedule",
 ]
 
 
-def _check_tau(tau) -> float:
+def check_tau(tau, *, name: str = "tau") -> float:
+    """Return `tau` as a float if it is a number in (0, 1], else raise a `ValueError` naming `name`."""
     if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating, np.integer)) or not 0 < tau <= 1:
         raise ValueError(
-            f"`tau` must be a number in (0, 1] (the median-filter window as a fraction of the run), got tau={tau!r}; "
+            f"`{name}` must be a number in (0, 1] (the median-filter window as a fraction of the run), got {name}={tau!r}; "
             f"the paper's default is {DEFAULT_TAU}."
         )
     return float(tau)
 
 
-def _check_power(power) -> float:
+def check_power(power, *, name: str = "power") -> float:
+    """Return `power` as a float if it is a finite number > 0, else raise a `ValueError` naming `name`."""
     if (
         isinstance(power, bool)
         or not isinstance(power, (int, float, np.floating, np.integer))
@@ -57,7 +60,7 @@ def _check_power(power) -> float:
         or power <= 0
     ):
         raise ValueError(
-            f"`power` must be a finite number > 0, got power={power!r}; use 2 with l2 norms (SGD, Alg. 1) "
+            f"`{name}` must be a finite number > 0, got {name}={power!r}; use 2 with l2 norms (SGD, Alg. 1) "
             "or 1 with l1 norms (Adam, Alg. 2)."
         )
     return float(power)
@@ -80,7 +83,7 @@ def filter_width(num_steps: int, tau: float = DEFAULT_TAU) -> int:
         num_steps (`int`): T, the number of recorded optimizer steps.
         tau (`float`, *optional*, defaults to 0.1): smoothing fraction, in (0, 1].
     """
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"`num_steps` must be a positive integer, got num_steps={num_steps!r}.")
     return 2 * math.floor(round(tau * num_steps, 9) / 2) + 1
@@ -161,7 +164,7 @@ def multipliers_from_smoothed_norms(smoothed_norms, power: float) -> np.ndarray:
         smoothed_norms (1-D array-like): ĝ, finite and > 0, at least 2 entries.
         power (`float`): p > 0; 2 for l2 norms (Alg. 1), 1 for l1 norms (Alg. 2).
     """
-    power = _check_power(power)
+    power = check_power(power)
     norms = _as_1d_float(smoothed_norms, "smoothed_norms")
     if norms.size < 2 or not (np.isfinite(norms).all() and (norms > 0).all()):
         raise ValueError("`smoothed_norms` must hold at least 2 finite values > 0.")
@@ -232,8 +235,8 @@ def refine(grad_norms, *, tau: float = DEFAULT_TAU, power: float = 2.0, skipped=
         array([1.  , 0.75, 0.5 , 0.25, 0.  ])
         ```
     """
-    tau = _check_tau(tau)
-    power = _check_power(power)
+    tau = check_tau(tau)
+    power = check_power(power)
     filled, invalid = fill_invalid_norms(grad_norms, skipped)
     smoothed = median_filter_norms(filled, tau)
     return Refinement(
@@ -250,38 +253,3 @@ def refine(grad_norms, *, tau: float = DEFAULT_TAU, power: float = 2.0, skipped=
 def refine_schedule(grad_norms, *, tau: float = DEFAULT_TAU, power: float = 2.0, skipped=None) -> np.ndarray:
     """Shortcut for ``refine(...).multipliers``: the refined schedule, peak 1, last 0."""
     return refine(grad_norms, tau=tau, power=power, skipped=skipped).multipliers
-
-
-def resample_schedule(multipliers, num_steps: int) -> np.ndarray:
-    """Stretch or shrink a schedule to `num_steps` steps by training progress.
-
-    The old value j of T sits at progress ``j / (T-1)``; new step i of N takes the linear interpolation at progress
-    ``i / (N-1)``. The first value maps to the first and the last to the last; ``N == T`` returns the schedule
-    unchanged, and ``N == 1`` returns the first value.
-    """
-    values = _as_1d_float(multipliers, "multipliers")
-    if values.size < 2:
-        raise ValueError(f"`multipliers` must hold at least 2 values to be resampled, got {values.size}.")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"`num_steps` must be a positive integer, got num_steps={num_steps!r}.")
-    if num_steps == values.size:
-        return values.copy()
-    if num_steps == 1:
-        return values[:1].copy()
-    old_progress = np.arange(values.size) / (values.size - 1)
-    new_progress = np.arange(num_steps) / (num_steps - 1)
-    return np.interp(new_progress, old_progress, values)
-
-
-def linear_decay(num_steps: int) -> np.ndarray:
-    """Linear decay to zero over `num_steps` steps, ``1 - t/(T-1)``: the refinement of constant norms."""
-    if num_steps < 2:
-        raise ValueError(f"`num_steps` must be at least 2, got {num_steps}.")
-    return (num_steps - 1 - np.arange(num_steps)) / (num_steps - 1)
-
-
-def cosine_decay(num_steps: int) -> np.ndarray:
-    """Cosine decay to zero over `num_steps` steps, ``(1 + cos(π t/(T-1))) / 2``, for comparisons."""
-    if num_steps < 2:
-        raise ValueError(f"`num_steps` must be at least 2, got {num_steps}.")
-    return 0.5 * (1.0 + np.cos(np.pi * np.arange(num_steps) / (num_steps - 1)))

@@ -1,20 +1,85 @@
 """Register `linear_refined` as a Trainer `lr_scheduler_type`. The only code that touches transformers' registries.
 
-`import hf_linear_decay` calls `register()` once. From then on `TrainingArguments(lr_scheduler_type="linear_refined")`,
-`--lr_scheduler_type linear_refined` (HfArgumentParser lists it in `--help`), `get_scheduler("linear_refined", ...)`,
-and pickle/JSON of the arguments work. Import the package before building a parser or `TrainingArguments`: the
-parser freezes its choices when it is created. For unmodified scripts use `python -m hf_linear_decay.run script.py`.
+`import hf_linear_decay` calls `register()`, which must not import torch or transformers (the CLI imports the
+package too). So each change is made when transformers loads the module it belongs to, through a post-import hook
+(`when_imported`), or at once if that module is already loaded:
+
+- `transformers.trainer_utils`: a `SchedulerType.LINEAR_REFINED` member, so `TrainingArguments(lr_scheduler_type=
+  "linear_refined")` and `HfArgumentParser` (`--lr_scheduler_type linear_refined`, listed in `--help`) accept it;
+- `transformers.optimization`: the `TYPE_TO_SCHEDULER_FUNCTION` entry that `get_scheduler` calls;
+- `transformers.integrations.deepspeed`: a guard that refuses a DeepSpeed `scheduler` block with linear_refined.
+
+Import the package before building a parser or `TrainingArguments`: the parser freezes its choices when it is
+created. For unmodified scripts use `python -m hf_linear_decay.run script.py`.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.abc
+import sys
+import threading
 
-from .constants import SCHEDULER_NAME
-
+SCHEDULER_NAME = "linear_refined"
 _MEMBER_NAME = "LINEAR_REFINED"
 
+# ----- post-import hooks -------------------------------------------------------------------------------------------
+_hooks: dict[str, list] = {}
+_lock = threading.RLock()
 
+
+class _RunHooksAfterExec(importlib.abc.Loader):
+    """Wraps a module's loader: executes the module, then its hooks, then puts the original loader back."""
+
+    def __init__(self, loader, name: str):
+        self._loader, self._name = loader, name
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        module.__loader__ = module.__spec__.loader = self._loader
+        with _lock:
+            hooks = _hooks.pop(self._name, [])
+        for hook in hooks:
+            hook(module)
+
+    def __getattr__(self, name):  # get_source, is_package, ... of the original loader
+        return getattr(self._loader, name)
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in _hooks:
+            return None
+        for finder in sys.meta_path:  # ask the finders after us (path, editable installs, zip imports ...)
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _RunHooksAfterExec(spec.loader, fullname)
+                return spec
+        return None
+
+
+_FINDER = _PostImportFinder()
+
+
+def when_imported(module_name: str, hook) -> None:
+    """Call `hook(module)` once `module_name` has been imported: now if it is loaded, else right after it loads."""
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(getattr(module, "__spec__", None), "_initializing", False) is False:
+        hook(module)
+        return
+    with _lock:
+        _hooks.setdefault(module_name, []).append(hook)
+        if _FINDER not in sys.meta_path:
+            sys.meta_path.insert(0, _FINDER)
+
+
+# ----- the registrations -------------------------------------------------------------------------------------------
 def _extend_str_enum(enum_cls, name: str, value: str):
     """Add a member to an existing `(str, Enum)` class in place; returns the existing member if already there.
 
@@ -38,6 +103,21 @@ def _extend_str_enum(enum_cls, name: str, value: str):
     return member
 
 
+def _add_enum_member(trainer_utils) -> None:
+    _extend_str_enum(trainer_utils.SchedulerType, _MEMBER_NAME, SCHEDULER_NAME)
+
+
+def _add_scheduler_function(optimization) -> None:
+    from .scheduler import get_linear_refined_schedule
+
+    member = _extend_str_enum(optimization.SchedulerType, _MEMBER_NAME, SCHEDULER_NAME)
+    current = optimization.TYPE_TO_SCHEDULER_FUNCTION.get(member)
+    if current is not None and current is not get_linear_refined_schedule:
+        raise KeyError(f"another function is already registered for {SCHEDULER_NAME!r}: {current!r}.")
+    # Mutate the dict in place: get_scheduler reads this very object.
+    optimization.TYPE_TO_SCHEDULER_FUNCTION[member] = get_linear_refined_schedule
+
+
 def check_deepspeed_scheduler_conflict(lr_scheduler_type, deepspeed_config: dict | None) -> None:
     """Raise if `linear_refined` is requested while the DeepSpeed config defines its own `scheduler` block.
 
@@ -46,7 +126,8 @@ def check_deepspeed_scheduler_conflict(lr_scheduler_type, deepspeed_config: dict
     if str(getattr(lr_scheduler_type, "value", lr_scheduler_type)) != SCHEDULER_NAME:
         return
     if isinstance(deepspeed_config, dict) and "scheduler" in deepspeed_config:
-        kind = deepspeed_config["scheduler"].get("type") if isinstance(deepspeed_config["scheduler"], dict) else None
+        block = deepspeed_config["scheduler"]
+        kind = block.get("type") if isinstance(block, dict) else None
         raise ValueError(
             f"lr_scheduler_type='linear_refined' was requested, but the DeepSpeed config has its own `scheduler` block "
             f"(type {kind!r}), which transformers would use instead, silently. Remove the `scheduler` block from the "
@@ -54,36 +135,31 @@ def check_deepspeed_scheduler_conflict(lr_scheduler_type, deepspeed_config: dict
         )
 
 
-def _guard_deepspeed(deepspeed_optim_sched):
-    @functools.wraps(deepspeed_optim_sched)
+def _guard_deepspeed(hf_deepspeed) -> None:
+    # Verified against transformers 5.24: `deepspeed_init` looks `deepspeed_optim_sched` up in its module at call
+    # time, so replacing the module attribute suffices (tests/test_registration.py fails if that changes).
+    original = hf_deepspeed.deepspeed_optim_sched
+    if getattr(original, "_hf_linear_decay_guard", False):
+        return
+
+    @functools.wraps(original)
     def guarded(trainer, hf_deepspeed_config, args, num_training_steps, model_parameters):
         check_deepspeed_scheduler_conflict(args.lr_scheduler_type, getattr(hf_deepspeed_config, "config", None))
-        return deepspeed_optim_sched(trainer, hf_deepspeed_config, args, num_training_steps, model_parameters)
+        return original(trainer, hf_deepspeed_config, args, num_training_steps, model_parameters)
 
     guarded._hf_linear_decay_guard = True
-    return guarded
+    hf_deepspeed.deepspeed_optim_sched = guarded
 
 
 def register() -> None:
-    """Make `linear_refined` a Trainer scheduler type. Idempotent; never changes a built-in type."""
-    from transformers import optimization
-    from transformers.integrations import deepspeed as hf_deepspeed
-    from transformers.trainer_utils import SchedulerType
-
-    from .scheduler import get_linear_refined_schedule
-
-    member = _extend_str_enum(SchedulerType, _MEMBER_NAME, SCHEDULER_NAME)
-    current = optimization.TYPE_TO_SCHEDULER_FUNCTION.get(member)
-    if current is not None and current is not get_linear_refined_schedule:
-        raise KeyError(f"another function is already registered for {SCHEDULER_NAME!r}: {current!r}.")
-    # Mutate the dict in place: get_scheduler reads this very object.
-    optimization.TYPE_TO_SCHEDULER_FUNCTION[member] = get_linear_refined_schedule
-    # deepspeed_init looks this function up in its module at call time, so wrapping the module attribute suffices.
-    if not getattr(hf_deepspeed.deepspeed_optim_sched, "_hf_linear_decay_guard", False):
-        hf_deepspeed.deepspeed_optim_sched = _guard_deepspeed(hf_deepspeed.deepspeed_optim_sched)
+    """Make `linear_refined` a Trainer scheduler type (now or when transformers loads). Idempotent."""
+    when_imported("transformers.trainer_utils", _add_enum_member)
+    when_imported("transformers.optimization", _add_scheduler_function)
+    when_imported("transformers.integrations.deepspeed", _guard_deepspeed)
 
 
 def is_registered() -> bool:
+    """Whether `get_scheduler("linear_refined", ...)` works in this process (imports transformers)."""
     from transformers import optimization
     from transformers.trainer_utils import SchedulerType
 

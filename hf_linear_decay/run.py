@@ -18,7 +18,7 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
+        print(__doc__.strip(), file=sys.stdout if argv else sys.stderr)
         raise SystemExit(0 if argv else 2)
     script = argv[0]
     if not os.path.isfile(script):

@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from .refine import linear_decay
-from .schedule_file import ScheduleFile
+from .methods import RefinedSchedule
+from .refine import filter_width
+from .schedule_file import schedule_metadata
+from .shapes import linear_decay
 
 #: A schedule has "warmed up" at the first step where it reaches this fraction of its peak.
 WARMUP_LEVEL = 0.9
 
 
-def summarize_schedule(schedule: ScheduleFile) -> dict:
+def summarize_schedule(schedule: RefinedSchedule) -> dict:
     """Summary used by `hf-linear-decay inspect` (its `--json` output is exactly this dict)."""
     multipliers = schedule.multipliers
     num_steps = schedule.num_steps
     linear = linear_decay(num_steps)
     difference = multipliers - linear
     peak_step = int(np.argmax(multipliers))
-    warmup_steps = int(np.flatnonzero(multipliers >= WARMUP_LEVEL * multipliers.max())[0])
-    after_peak = np.diff(multipliers[peak_step:])
+    warmup_steps = int(np.argmax(multipliers >= WARMUP_LEVEL * multipliers.max()))
     above, below = int(np.argmax(difference)), int(np.argmin(difference))
     return {
         "num_steps": num_steps,
+        "method": schedule.method,
         "norm": schedule.norm,
         "power": schedule.power,
         "tau": schedule.tau,
+        "filter_width": filter_width(num_steps, schedule.tau),
         "peak_step": peak_step,
         "peak_fraction": peak_step / (num_steps - 1),
         "warmup_steps": warmup_steps,
@@ -36,19 +39,19 @@ def summarize_schedule(schedule: ScheduleFile) -> dict:
         "max_below_linear": float(difference[below]),
         "max_below_linear_step": below,
         "area_ratio_to_linear": float(multipliers.sum() / linear.sum()),
-        "rises_after_peak": int((after_peak > 1e-12).sum()),
+        "rises_after_peak": int((np.diff(multipliers[peak_step:]) > 1e-12).sum()),
         "skipped_steps": int(schedule.skipped.sum()),
         "recorded": list(schedule.recorded),
-        "metadata": schedule.metadata(),
+        "metadata": schedule_metadata(schedule),
     }
 
 
 def format_summary(summary: dict) -> str:
     """Human-readable form of `summarize_schedule`'s output."""
-    n = summary["num_steps"]
     lines = [
-        f"steps (T):            {n}",
-        f"refined from:         {summary['norm']} norms, power {summary['power']:g}, tau {summary['tau']:g}",
+        f"steps (T):            {summary['num_steps']}",
+        f"refined by:           method {summary['method']}, {summary['norm']} norms, power {summary['power']:g}, "
+        f"tau {summary['tau']:g} (median window {summary['filter_width']} steps)",
         f"peak:                 step {summary['peak_step']} ({100 * summary['peak_fraction']:.1f}% of training)",
         f"warm-up:              {summary['warmup_steps']} steps to reach {int(100 * WARMUP_LEVEL)}% of peak "
         f"({100 * summary['warmup_fraction']:.1f}%)",
@@ -59,7 +62,8 @@ def format_summary(summary: dict) -> str:
             "decreases monotonically" if summary["rises_after_peak"] == 0
             else f"rises again on {summary['rises_after_peak']} steps (non-monotone; consider a larger --tau)"
         ),
-        f"skipped steps:        {summary['skipped_steps']}",
+        f"skipped steps:        {summary['skipped_steps']} (skipped, unknown, non-finite or zero norms; filled from "
+        "neighbouring steps when refining)",
         f"recorded:             {', '.join(summary['recorded'])}",
         "metadata:",
     ]

@@ -11,7 +11,7 @@ Pass 2 (same settings, follows the refined schedule; sweep --learning_rate, the 
         --max_steps 2000 --learning_rate 1e-3 --per_device_train_batch_size 32 --bf16 true --logging_steps 10
 CPU smoke run (2 processes, gloo):
     accelerate launch --config_file recipes/configs/cpu_2proc.yaml -m hf_linear_decay.run recipes/pretrain_gpt.py \
-        --output_dir runs/cpu --use_cpu true --lr_scheduler_type linear_refined --max_steps 20 --n_layer 2 --n_embd 64
+        --output_dir runs/cpu --use_cpu true --lr_scheduler_type linear_refined --max_steps 20 --n_layer 2 --n_embd 64 --n_head 2
 
 Data: byte-level text, by default the Python standard library's sources (on every machine); `--text_path` takes a
 file or a folder of `.txt`/`.rst`/`.md`/`.py` files (e.g. the Debian docs corpus of ../shared/docs/offline-data.md).
@@ -21,19 +21,12 @@ measured here: the numbers in the README come from the CPU demo].
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import os
-import sys
 from dataclasses import dataclass, field
 
-import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import hf_linear_decay  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, TrainingArguments  # noqa: E402
-from two_pass_demo import ByteChunks, stdlib_bytes  # noqa: E402
+import hf_linear_decay
+from hf_linear_decay.distributed import leave_process_group
+from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes, text_bytes
+from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 
 @dataclass
@@ -47,24 +40,6 @@ class RecipeArguments:
     record_norms: bool = field(default=True, metadata={"help": "add RefinementCallback (writes the schedule file)"})
 
 
-def text_bytes(path: str, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train/held-out bytes from a file (last 2% held out) or a folder (whole files held out by name hash)."""
-    if os.path.isfile(path):
-        data = np.fromfile(path, dtype=np.uint8)[: max_bytes + max_bytes // 50]
-        cut = len(data) - len(data) // 50
-        return data[:cut].copy(), data[cut:].copy()
-    files = sorted(f for ext in ("txt", "rst", "md", "py") for f in glob.glob(os.path.join(path, "**", f"*.{ext}"),
-                                                                              recursive=True))
-    if not files:
-        raise SystemExit(f"--text_path {path!r}: no .txt/.rst/.md/.py files found")
-    train, held_out = [], []
-    for name in files:
-        target = held_out if int(hashlib.md5(os.path.relpath(name, path).encode()).hexdigest(), 16) % 50 == 0 else train
-        target.append(open(name, "rb").read())
-    train_data = np.frombuffer(b"\n".join(train), dtype=np.uint8)[:max_bytes].copy()
-    return train_data, np.frombuffer(b"\n".join(held_out), dtype=np.uint8).copy()
-
-
 def main():
     parser = HfArgumentParser((TrainingArguments, RecipeArguments))
     training_args, recipe = parser.parse_args_into_dataclasses()
@@ -72,6 +47,7 @@ def main():
         train_data, eval_data = text_bytes(recipe.text_path, recipe.train_bytes)
     else:
         train_data, eval_data = stdlib_bytes(recipe.train_bytes)
+    set_seed(training_args.seed)  # before the model is built: both passes start from the same weights
     config = GPT2Config(vocab_size=256, n_positions=recipe.block_size, n_embd=recipe.n_embd, n_layer=recipe.n_layer,
                         n_head=recipe.n_head, bos_token_id=0, eos_token_id=0)
     model = GPT2LMHeadModel(config)
@@ -82,17 +58,8 @@ def main():
     metrics = trainer.evaluate()
     if trainer.is_world_process_zero():
         print(f"final eval loss: {metrics['eval_loss']:.4f} nats/byte")
-    import torch.distributed as dist
+    leave_process_group()
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        if dist.get_backend() == "gloo":
-            # CPU runs: torch 2.13's gloo sometimes aborts at interpreter exit ("terminate called without an active
-            # exception", pytorch/pytorch#179291) after all work is done; every rank is past the barrier, so leave.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-        dist.destroy_process_group()
 
 if __name__ == "__main__":
     main()

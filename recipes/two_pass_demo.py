@@ -21,68 +21,18 @@ better, and refinement is not a free win (see the README's evidence section). Th
 from __future__ import annotations
 
 import argparse
-import glob
-import hashlib
 import json
 import os
 import sysconfig
 import time
 
-import numpy as np
 import torch
 
 import hf_linear_decay
 from hf_linear_decay.plot import plot_schedule
+from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes, tiny_gpt
 from hf_linear_decay.summary import summarize_schedule
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
-
-
-def stdlib_bytes(max_bytes: int, held_out_every: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """Train/eval byte arrays from the standard library's `.py` files, split by a hash of each file's relative path."""
-    root = sysconfig.get_paths()["stdlib"]
-    files = sorted(
-        path for path in glob.glob(os.path.join(root, "*.py")) + glob.glob(os.path.join(root, "*", "*.py"))
-        if "site-packages" not in path and "/test" not in path.replace(root, "")
-    )
-    if not files:
-        raise SystemExit(f"no Python source files found under {root}; is the standard library installed?")
-    train, held_out = [], []
-    train_size = held_out_size = 0
-    for path in files:
-        relative = os.path.relpath(path, root)
-        data = open(path, "rb").read()
-        if int(hashlib.md5(relative.encode()).hexdigest(), 16) % held_out_every == 0:
-            if held_out_size < max_bytes // 10:
-                held_out.append(data)
-                held_out_size += len(data)
-        elif train_size < max_bytes:
-            train.append(data)
-            train_size += len(data)
-    return (np.frombuffer(b"\n".join(train), dtype=np.uint8)[:max_bytes].copy(),
-            np.frombuffer(b"\n".join(held_out), dtype=np.uint8).copy())
-
-
-class ByteChunks(torch.utils.data.Dataset):
-    """Non-overlapping `block_size` byte windows; labels are the inputs (GPT-2 shifts them itself)."""
-
-    def __init__(self, data: np.ndarray, block_size: int, limit: int | None = None):
-        count = len(data) // block_size
-        self.blocks = torch.from_numpy(data[: count * block_size].astype(np.int64)).view(count, block_size)
-        if limit is not None:
-            self.blocks = self.blocks[:limit]
-
-    def __len__(self):
-        return len(self.blocks)
-
-    def __getitem__(self, index):
-        return {"input_ids": self.blocks[index], "labels": self.blocks[index]}
-
-
-def tiny_gpt(block_size: int, seed: int) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=256, n_positions=block_size, n_embd=96, n_layer=3, n_head=4,
-                        bos_token_id=0, eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2LMHeadModel(config)
+from transformers import Trainer, TrainingArguments
 
 
 def train_once(name, args_common, train_set, eval_set, block_size, seed, lr_scheduler_type, lr_scheduler_kwargs=None,
@@ -107,13 +57,14 @@ def main(argv=None):
     parser.add_argument("--block_size", type=int, default=128)
     parser.add_argument("--train_bytes", type=int, default=4_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval_blocks", type=int, default=256, help="held-out blocks to evaluate on")
     parser.add_argument("--skip_cosine", action="store_true", help="do not train the cosine-decay comparison run")
     options = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
     train_bytes, eval_bytes = stdlib_bytes(options.train_bytes)
     train_set = ByteChunks(train_bytes, options.block_size)
-    eval_set = ByteChunks(eval_bytes, options.block_size, limit=256)
+    eval_set = ByteChunks(eval_bytes, options.block_size, limit=options.eval_blocks)
     print(f"data: {len(train_bytes):,} training bytes, {len(eval_set) * options.block_size:,} held-out bytes "
           f"(Python {sysconfig.get_python_version()} standard library)")
     common = dict(output_dir=options.output_dir, per_device_train_batch_size=options.batch_size,

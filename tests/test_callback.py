@@ -10,9 +10,10 @@ import torch
 from transformers import Trainer
 
 import hf_linear_decay
-from hf_linear_decay import RefinementCallback, load_schedule_file
-from hf_linear_decay.callback import default_norm_for_optimizer
-from hf_linear_decay.refine import refine_schedule, resample_schedule
+from hf_linear_decay import RefinementCallback, load_record_file, load_schedule_file
+from hf_linear_decay.methods import build_schedule
+from hf_linear_decay.refine import refine_schedule
+from hf_linear_decay.shapes import resample_schedule
 from tiny import RegressionData, StopAt, TinyRegressor
 
 
@@ -31,12 +32,12 @@ def test_recorded_l2_is_the_trainers_pre_clip_grad_norm(make_args, max_grad_norm
     callback = RefinementCallback()
     trainer = train(make_args(max_grad_norm=max_grad_norm), [callback])
     logged_norms = logged(trainer, "grad_norm")
-    assert len(callback.grad_norm_l2) == 12 == len(logged_norms)
-    np.testing.assert_allclose(callback.grad_norm_l2, logged_norms, rtol=1e-6)
+    assert len(callback.record) == 12 == len(logged_norms) and callback.measurement == "tensors"
+    np.testing.assert_allclose(callback.record.grad_norm_l2, logged_norms, rtol=1e-6)
     if max_grad_norm == 1.0:
         assert min(logged_norms) > 1.0  # clipping really was active on every step
     # The callback's values reach the logs (and so trainer_state.json and every reporter).
-    np.testing.assert_allclose(logged(trainer, "grad_norm_l1"), callback.grad_norm_l1, rtol=1e-12)
+    np.testing.assert_allclose(logged(trainer, "grad_norm_l1"), callback.record.grad_norm_l1, rtol=1e-12)
     np.testing.assert_allclose(logged(trainer, "grad_norm_l2"), logged_norms, rtol=1e-6)
 
 
@@ -45,9 +46,9 @@ def test_pre_clip_l1_is_unaffected_by_clipping(make_args):
     unclipped, clipped = RefinementCallback(), RefinementCallback()
     train(make_args(max_grad_norm=0.0, max_steps=1, output_dir=make_args().output_dir + "a"), [unclipped])
     train(make_args(max_grad_norm=0.01, max_steps=1, output_dir=make_args().output_dir + "b"), [clipped])
-    assert clipped.grad_norm_l2[0] > 100 * 0.01  # heavily clipped
-    assert clipped.grad_norm_l1[0] == pytest.approx(unclipped.grad_norm_l1[0], rel=1e-6)
-    assert clipped.grad_norm_l2[0] == pytest.approx(unclipped.grad_norm_l2[0], rel=1e-6)
+    assert clipped.record.grad_norm_l2[0] > 100 * 0.01  # heavily clipped
+    assert clipped.record.grad_norm_l1[0] == pytest.approx(unclipped.record.grad_norm_l1[0], rel=1e-6)
+    assert clipped.record.grad_norm_l2[0] == pytest.approx(unclipped.record.grad_norm_l2[0], rel=1e-6)
 
 
 def test_gradient_accumulation_gives_one_record_per_optimizer_step(make_args):
@@ -55,23 +56,23 @@ def test_gradient_accumulation_gives_one_record_per_optimizer_step(make_args):
     trainer = train(make_args(per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=5,
                               output_dir=make_args().output_dir + "ga"), [accumulated])
     train(make_args(per_device_train_batch_size=8, max_steps=5, output_dir=make_args().output_dir + "bs"), [plain])
-    assert len(accumulated.grad_norm_l2) == 5 and len(accumulated.lr) == 5
-    np.testing.assert_allclose(accumulated.grad_norm_l2, logged(trainer, "grad_norm"), rtol=1e-6)
+    assert len(accumulated.record.grad_norm_l2) == 5 and len(accumulated.record.lr) == 5
+    np.testing.assert_allclose(accumulated.record.grad_norm_l2, logged(trainer, "grad_norm"), rtol=1e-6)
     # Same global batch, same data order: same norms as the un-accumulated run.
-    np.testing.assert_allclose(accumulated.grad_norm_l2, plain.grad_norm_l2, rtol=1e-5)
-    np.testing.assert_allclose(accumulated.grad_norm_l1, plain.grad_norm_l1, rtol=1e-5)
+    np.testing.assert_allclose(accumulated.record.grad_norm_l2, plain.record.grad_norm_l2, rtol=1e-5)
+    np.testing.assert_allclose(accumulated.record.grad_norm_l1, plain.record.grad_norm_l1, rtol=1e-5)
 
 
 def test_records_lr_and_writes_the_file(make_args, tmp_path):
     callback = RefinementCallback()
     args = make_args(warmup_steps=2)
     trainer = train(args, [callback])
-    assert callback.lr == pytest.approx(logged(trainer, "learning_rate"), rel=1e-12)
+    assert callback.record.lr == pytest.approx(logged(trainer, "learning_rate"), rel=1e-12)
     schedule = load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors"))
     assert schedule.num_steps == 12 and schedule.norm == "l1" and schedule.power == 1.0  # AdamW -> Alg. 2
-    np.testing.assert_array_equal(schedule.grad_norm_l1, callback.grad_norm_l1)
-    np.testing.assert_array_equal(schedule.lr, callback.lr)
-    np.testing.assert_allclose(schedule.multipliers, refine_schedule(callback.grad_norm_l1, power=1), atol=1e-15)
+    np.testing.assert_array_equal(schedule.grad_norm_l1, callback.record.grad_norm_l1)
+    np.testing.assert_array_equal(schedule.lr, callback.record.lr)
+    np.testing.assert_allclose(schedule.multipliers, refine_schedule(callback.record.grad_norm_l1, power=1), atol=1e-15)
     assert schedule.run.optimizer == "AdamW" and schedule.run.world_size == 1 and schedule.run.base_lr == 0.05
     assert schedule.run.precision == "fp32" and schedule.run.max_grad_norm == 1.0
     assert not schedule.skipped.any()
@@ -90,21 +91,21 @@ def test_sgd_picks_l2_and_constructor_overrides(make_args):
     assert (schedule.norm, schedule.power) == ("l2", 3.0)
 
 
-@pytest.mark.parametrize("name, norm", [("AdamW", "l1"), ("Adafactor", "l1"), ("SGD", "l2"), ("Lion", "l1"),
-                                        ("LAMB", "l1"), ("Adagrad", "l1"), ("FusedSGD", "l2"), ("Muon", "l2")])
-def test_default_norm_for_optimizer(name, norm):
-    assert default_norm_for_optimizer(name) == norm
-
-
 def test_checkpoints_get_their_own_file(make_args):
     args = make_args(save_strategy="steps", save_steps=5)
     train(args, [RefinementCallback()])
     for step in (5, 10, 12):
         schedule = load_schedule_file(os.path.join(args.output_dir, f"checkpoint-{step}", "refined_schedule.safetensors"))
         assert schedule.num_steps == step
+        record = load_record_file(os.path.join(args.output_dir, f"checkpoint-{step}", "norm_record.safetensors"))
+        assert record.sha256() == schedule.record.sha256()
     with open(os.path.join(args.output_dir, "checkpoint-5", "trainer_state.json")) as handle:
         saved = json.load(handle)["stateful_callbacks"]["RefinementCallback"]
-    assert len(saved["attributes"]["grad_norm_l2"]) == 5 and saved["args"]["tau"] == 0.1
+    # trainer_state.json holds a pointer and a digest, not the record
+    assert saved["attributes"]["num_steps"] == 5 and saved["attributes"]["record_file"] == "norm_record.safetensors"
+    assert saved["attributes"]["sha256"] == load_record_file(
+        os.path.join(args.output_dir, "checkpoint-5", "norm_record.safetensors")).sha256()
+    assert saved["args"]["tau"] == 0.1
 
 
 def test_second_run_follows_the_file(make_args, caplog):
@@ -118,16 +119,17 @@ def test_second_run_follows_the_file(make_args, caplog):
     with caplog.at_level("WARNING", logger="hf_linear_decay.scheduler"):
         trainer = train(second, [recorder])
     assert "has 12 steps; resampling it to this run's 20 steps" in caplog.text
-    np.testing.assert_allclose(recorder.lr, 0.02 * multipliers, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(recorder.record.lr, 0.02 * multipliers, rtol=1e-12, atol=1e-18)
     np.testing.assert_allclose(logged(trainer, "learning_rate"), 0.02 * multipliers, rtol=1e-12, atol=1e-18)
     # warm-up on top: a linear ramp times the refined multipliers
     ramped = RefinementCallback()
     third = make_args(output_dir=make_args().output_dir + "pass3", max_steps=20, learning_rate=0.02, warmup_steps=4,
                       lr_scheduler_kwargs={"schedule_file": path, "tau": 0.5})
     train(third, [ramped])
-    rerefined = resample_schedule(load_schedule_file(path).refined_again(tau=0.5).multipliers, 20)
+    loaded = load_schedule_file(path)
+    rerefined = resample_schedule(build_schedule(loaded.record, loaded.settings.updated(tau=0.5)).multipliers, 20)
     ramp = np.minimum(np.arange(20) / 4, 1.0)
-    np.testing.assert_allclose(ramped.lr, 0.02 * rerefined * ramp, rtol=1e-12, atol=1e-18)
+    np.testing.assert_allclose(ramped.record.lr, 0.02 * rerefined * ramp, rtol=1e-12, atol=1e-18)
 
 
 @pytest.mark.parametrize("restore_flag", [False, True])
@@ -144,6 +146,7 @@ def test_resume_writes_the_same_file_as_an_uninterrupted_run(make_args, restore_
     resumed = load_schedule_file(os.path.join(broken.output_dir, "refined_schedule.safetensors"))
     for name in ("grad_norm_l2", "grad_norm_l1", "lr", "skipped", "multipliers"):
         np.testing.assert_array_equal(getattr(resumed, name), getattr(expected, name), err_msg=name)
+    assert resumed.record.sha256() == expected.record.sha256()
 
 
 def test_resume_from_a_checkpoint_without_the_callback(make_args):
@@ -187,18 +190,22 @@ def test_skipped_steps_are_flagged(make_args):
     trainer = Trainer(model, args, train_dataset=RegressionData(), callbacks=[callback],
                       optimizers=(optimizer, scheduler))
     trainer.train()
-    assert callback.skipped == [False, False, False, True] + [False] * 8
-    assert not math.isfinite(callback.grad_norm_l2[3])
+    assert callback.record.skipped.tolist() == [False, False, False, True] + [False] * 8
+    assert not math.isfinite(callback.record.grad_norm_l2[3])
     schedule = load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors"))
-    assert schedule.skipped.tolist() == callback.skipped and np.isfinite(schedule.multipliers).all()
+    assert schedule.skipped.tolist() == callback.record.skipped.tolist() and np.isfinite(schedule.multipliers).all()
     assert schedule.norm == "l2"  # SGD subclass
 
 
 def test_constructor_validation():
     with pytest.raises(ValueError, match="`tau` must be a number in"):
         RefinementCallback(tau=0)
-    with pytest.raises(ValueError, match="`norm` must be 'l1', 'l2' or None"):
+    with pytest.raises(ValueError, match=r"`norm` must be one of \['l2', 'l1'\]"):
         RefinementCallback(norm="linf")
+    with pytest.raises(ValueError, match=r"`method` must be one of"):
+        RefinementCallback(method="magic")
+    with pytest.raises(ValueError, match="`flush_every` must be a positive integer"):
+        RefinementCallback(flush_every=0)
     with pytest.raises(ValueError, match="`power` must be a finite number > 0"):
         RefinementCallback(power=-1)
     with pytest.raises(ValueError, match="`file_name` must be a plain file name"):

@@ -6,22 +6,18 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hf_linear_decay._reference import (
-    reference_fill_invalid,
-    reference_median_filter,
-    reference_refine,
-    reference_resample,
-)
+from hf_linear_decay._reference import reference_fill_invalid, reference_median_filter, reference_refine
 from hf_linear_decay.refine import (
+    check_power,
+    check_tau,
     fill_invalid_norms,
     filter_width,
-    linear_decay,
     median_filter_norms,
     multipliers_from_smoothed_norms,
     refine,
     refine_schedule,
-    resample_schedule,
 )
+from hf_linear_decay.shapes import linear_decay
 
 LENGTHS = (2, 3, 7, 50, 333, 1000)
 TAUS = (0.01, 0.1, 0.25, 0.5, 1.0)
@@ -45,6 +41,14 @@ def test_bad_tau_is_a_clear_error(tau):
 def test_bad_power_is_a_clear_error(power):
     with pytest.raises(ValueError, match=r"`power` must be a finite number > 0, got power="):
         refine([1.0, 2.0, 3.0], power=power)
+
+
+def test_validators_name_the_parameter_they_check():
+    with pytest.raises(ValueError, match=r"^`--tau` must be a number in \(0, 1\].*got --tau=2"):
+        check_tau(2, name="--tau")
+    with pytest.raises(ValueError, match=r"^`lr_scheduler_kwargs\['power'\]` must be a finite number > 0"):
+        check_power(-1, name="lr_scheduler_kwargs['power']")
+    assert check_tau(np.float32(0.25)) == 0.25 and type(check_tau(1)) is float
 
 
 def test_median_filter_padding_by_hand():
@@ -191,40 +195,6 @@ def test_two_dimensional_input_is_rejected():
 def test_multipliers_reject_non_positive_smoothed_norms():
     with pytest.raises(ValueError, match="finite values > 0"):
         multipliers_from_smoothed_norms([1.0, 0.0, 2.0], 2)
-
-
-@pytest.mark.parametrize("old, new", [(10, 10), (10, 3), (7, 1000), (1000, 37), (2, 5), (5, 2), (12, 1)])
-def test_resample_matches_reference(old, new):
-    schedule = refine_schedule(np.random.default_rng(old).lognormal(size=old))
-    resampled = resample_schedule(schedule, new)
-    np.testing.assert_allclose(resampled, reference_resample(schedule, new), rtol=0, atol=1e-14)
-    assert resampled.shape == (new,)
-    assert resampled[0] == schedule[0]
-    if new > 1:
-        assert resampled[-1] == schedule[-1]
-
-
-def test_resample_same_length_returns_the_schedule_unchanged():
-    schedule = refine_schedule(np.random.default_rng(5).lognormal(size=99))
-    resampled = resample_schedule(schedule, 99)
-    np.testing.assert_array_equal(resampled, schedule)
-    assert resampled is not schedule
-
-
-def test_resampled_linear_decay_stays_linear():
-    np.testing.assert_allclose(resample_schedule(linear_decay(101), 57), linear_decay(57), atol=1e-14)
-
-
-def test_resample_by_progress_by_hand():
-    # old points at progress 0, .5, 1 -> new points at 0, .25, .5, .75, 1
-    np.testing.assert_allclose(resample_schedule([1.0, 0.5, 0.0], 5), [1.0, 0.75, 0.5, 0.25, 0.0])
-    np.testing.assert_allclose(resample_schedule([0.0, 1.0, 0.6, 0.0], 7), [0.0, 0.5, 1.0, 0.8, 0.6, 0.3, 0.0])
-
-
-@pytest.mark.parametrize("num_steps", [0, -3, 2.5, True])
-def test_resample_rejects_bad_lengths(num_steps):
-    with pytest.raises(ValueError, match="`num_steps` must be a positive integer"):
-        resample_schedule([1.0, 0.0], num_steps)
 
 
 def test_refinement_is_the_paper_formula_on_a_tiny_case():

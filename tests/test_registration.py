@@ -1,20 +1,18 @@
-"""`linear_refined` as a Trainer scheduler type: enum, parser, --help, pickle/JSON, get_scheduler, the runner."""
+"""`linear_refined` as a Trainer scheduler type: enum, parser, --help, pickle/JSON, the lazy hooks, import order."""
 
 import copy
 import json
 import pickle
 import subprocess
 import sys
-import textwrap
 from types import SimpleNamespace
 
 import pytest
-import torch
 
-import hf_linear_decay
-from hf_linear_decay.registration import check_deepspeed_scheduler_conflict, is_registered, register
+import hf_linear_decay  # noqa: F401  (registers)
+from hf_linear_decay.registration import check_deepspeed_scheduler_conflict, is_registered, register, when_imported
 from hf_linear_decay.scheduler import get_linear_refined_schedule
-from transformers import HfArgumentParser, SchedulerType, TrainingArguments, get_scheduler
+from transformers import HfArgumentParser, SchedulerType, TrainingArguments
 from transformers import optimization
 
 
@@ -57,55 +55,6 @@ def test_hf_argument_parser_and_help(tmp_path):
     assert args.warmup_steps == 0.1
 
 
-def lrs_of(scheduler, optimizer, steps):
-    out = []
-    for _ in range(steps):
-        out.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return out
-
-
-@pytest.mark.parametrize("warmup, total", [(0, 10), (3, 10), (0, 1), (5, 5)])
-def test_without_file_it_is_transformers_linear(warmup, total):
-    def fresh():
-        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-
-    opt_a, opt_b = fresh(), fresh()
-    ours = get_scheduler("linear_refined", opt_a, num_warmup_steps=warmup, num_training_steps=total)
-    theirs = get_scheduler("linear", opt_b, num_warmup_steps=warmup, num_training_steps=total)
-    assert lrs_of(ours, opt_a, total + 2) == lrs_of(theirs, opt_b, total + 2)
-
-
-def test_scheduler_kwargs_errors(tmp_path):
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    with pytest.raises(ValueError, match=r"unknown keys \['schedule'\].*allowed keys"):
-        get_scheduler("linear_refined", opt, 0, 10, scheduler_specific_kwargs={"schedule": "x"})
-    with pytest.raises(ValueError, match="also pass `schedule_file`"):
-        get_scheduler("linear_refined", opt, 0, 10, scheduler_specific_kwargs={"tau": 0.2})
-    with pytest.raises(ValueError, match="no such file"):
-        get_scheduler("linear_refined", opt, 0, 10, scheduler_specific_kwargs={"schedule_file": str(tmp_path / "n")})
-
-
-def test_scheduler_state_loads_with_weights_only(tmp_path):
-    norms = torch.linspace(5, 1, 30).tolist()
-    path = hf_linear_decay.save_schedule_file(hf_linear_decay.ScheduleFile.from_record(grad_norm_l2=norms),
-                                              tmp_path / "s.safetensors")
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = get_scheduler("linear_refined", opt, 0, 30, scheduler_specific_kwargs={"schedule_file": path})
-    for _ in range(7):
-        opt.step()
-        scheduler.step()
-    torch.save(scheduler.state_dict(), tmp_path / "scheduler.pt")
-    state = torch.load(tmp_path / "scheduler.pt", weights_only=True)
-    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    resumed = get_scheduler("linear_refined", opt2, 0, 30, scheduler_specific_kwargs={"schedule_file": path})
-    resumed.load_state_dict(state)
-    opt2.load_state_dict(opt.state_dict())  # the Trainer restores optimizer.pt (which holds the current lr) too
-    assert resumed.get_last_lr() == scheduler.get_last_lr()
-    assert lrs_of(resumed, opt2, 23) == lrs_of(scheduler, opt, 23)
-
-
 def test_deepspeed_scheduler_block_conflict():
     config = {"scheduler": {"type": "WarmupDecayLR", "params": {}}, "zero_optimization": {"stage": 2}}
     with pytest.raises(ValueError, match=r"DeepSpeed config has its own `scheduler` block \(type 'WarmupDecayLR'\)"):
@@ -120,35 +69,51 @@ def test_deepspeed_scheduler_block_conflict():
                                            SimpleNamespace(lr_scheduler_type=SchedulerType.LINEAR_REFINED), 10, [])
 
 
-STOCK_SCRIPT = textwrap.dedent('''
-    """A stock-style training script: knows nothing of hf_linear_decay."""
-    import sys
-    from transformers import HfArgumentParser, Trainer, TrainingArguments
-    from tiny import TinyRegressor, RegressionData
-
-    if __name__ == "__main__":
-        (args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses()
-        trainer = Trainer(TinyRegressor(), args, train_dataset=RegressionData())
-        trainer.train()
-        print("scheduler type:", args.lr_scheduler_type.value, "argv0:", sys.argv[0].split("/")[-1])
-        print("lrs:", [round(h["learning_rate"], 6) for h in trainer.state.log_history if "learning_rate" in h])
-''')
 
 
-def test_runner_makes_stock_scripts_accept_the_flag(tmp_path):
-    import os
+IMPORT_ORDER = """
+import sys
+import hf_linear_decay
+assert "transformers" not in sys.modules and "torch" not in sys.modules, "registration must be lazy"
+{body}
+print("ok")
+"""
 
-    script = tmp_path / "train_stock.py"
-    script.write_text(STOCK_SCRIPT)
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, PYTHONPATH=tests_dir + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    flags = ["--output_dir", str(tmp_path / "out"), "--lr_scheduler_type", "linear_refined", "--max_steps", "4",
-             "--use_cpu", "true", "--report_to", "none", "--logging_steps", "1", "--learning_rate", "0.1",
-             "--save_strategy", "no", "--disable_tqdm", "true"]
-    plain = subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, env=env)
-    assert plain.returncode != 0 and "invalid choice: 'linear_refined'" in plain.stderr
-    wrapped = subprocess.run([sys.executable, "-m", "hf_linear_decay.run", str(script), *flags],
-                             capture_output=True, text=True, env=env)
-    assert wrapped.returncode == 0, wrapped.stderr[-3000:]
-    assert "scheduler type: linear_refined argv0: train_stock.py" in wrapped.stdout
-    assert "lrs: [0.1, 0.075, 0.05, 0.025]" in wrapped.stdout
+
+@pytest.mark.parametrize("body", [
+    # The README's order: the package first, then transformers.
+    "from transformers import TrainingArguments\n"
+    "a = TrainingArguments(output_dir='o', lr_scheduler_type='linear_refined', use_cpu=True, report_to='none')\n"
+    "assert a.lr_scheduler_type.value == 'linear_refined'",
+    "from transformers import HfArgumentParser, TrainingArguments\n"
+    "assert 'linear_refined' in HfArgumentParser(TrainingArguments).format_help()",
+    "import torch\nfrom transformers import get_scheduler\n"
+    "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)\n"
+    "s = get_scheduler('linear_refined', opt, num_warmup_steps=0, num_training_steps=4)\n"
+    "assert type(s).__name__ == 'LambdaLR'",
+])
+def test_registration_takes_effect_when_transformers_loads(body):
+    result = subprocess.run([sys.executable, "-c", IMPORT_ORDER.format(body=body)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_importing_the_package_after_transformers_registers_at_once():
+    code = ("import transformers.optimization\nimport hf_linear_decay\n"
+            "from hf_linear_decay.registration import is_registered\nassert is_registered()\nprint('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_when_imported_runs_hooks_once_after_the_module_loads(tmp_path, monkeypatch):
+    (tmp_path / "hookedsample.py").write_text("VALUE = 41\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    when_imported("hookedsample", lambda module: seen.append(module.VALUE + 1))
+    assert seen == []
+    import hookedsample  # noqa: F401
+
+    assert seen == [42]
+    assert type(hookedsample.__loader__).__name__ == "SourceFileLoader"  # the original loader is back
+    when_imported("hookedsample", lambda module: seen.append("now"))  # already loaded: runs at once
+    assert seen == [42, "now"]
+    sys.modules.pop("hookedsample")

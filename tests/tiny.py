@@ -1,8 +1,5 @@
 """A tiny local model and data set for real Trainer runs on CPU (no Hub), and small helpers for the test scripts."""
 
-import os
-import sys
-
 import torch
 from torch import nn
 from transformers import TrainerCallback
@@ -47,19 +44,3 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_training_stop = True
-
-
-def leave_process_group():
-    """End a multi-process CPU script once every rank is done, skipping the gloo teardown.
-
-    With torch 2.13 on CPU, exiting (even after destroy_process_group) aborts about one run in ten with "terminate
-    called without an active exception" after all work is written: gloo worker threads at interpreter finalisation
-    (pytorch/pytorch#179291). Every rank waits at the barrier, so nothing is lost by leaving with os._exit.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

@@ -12,7 +12,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import hf_linear_decay  # noqa: E402
-from tiny import RegressionData, StopAt, TinyRegressor, leave_process_group  # noqa: E402
+from hf_linear_decay.distributed import leave_process_group  # noqa: E402
+from tiny import RegressionData, StopAt, TinyRegressor  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
 
@@ -48,9 +49,9 @@ def main():
     trainer.train(resume_from_checkpoint=options.resume)
     # Every rank reports what it recorded, so the test can check that the ranks agree.
     with open(os.path.join(options.output_dir, f"record_rank{args.process_index}.json"), "w") as handle:
-        json.dump({"world_size": args.world_size, "grad_norm_l2": callback.grad_norm_l2,
-                   "grad_norm_l1": callback.grad_norm_l1, "lr": callback.lr,
-                   "deepspeed_l1_method": callback.deepspeed_l1_method,
+        json.dump({"world_size": args.world_size, "grad_norm_l2": callback.record.grad_norm_l2.tolist(),
+                   "grad_norm_l1": callback.record.grad_norm_l1.tolist(), "lr": callback.record.lr.tolist(),
+                   "measurement": callback.measurement,
                    "logged_grad_norm": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]},
                   handle)
     leave_process_group()

@@ -17,8 +17,8 @@ from torch.distributed.fsdp import fully_shard
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from hf_linear_decay.grad_norms import model_grad_norms  # noqa: E402
-from tiny import leave_process_group  # noqa: E402
+from hf_linear_decay.distributed import leave_process_group  # noqa: E402
+from hf_linear_decay.grad_norms import gradient_norms  # noqa: E402
 
 
 def build():
@@ -60,11 +60,13 @@ def main():
         nn.functional.mse_loss(model(x), y).backward()
         placements = sorted({str(p.grad.placements) for p in model.parameters() if p.grad is not None})
         local = [p.grad.to_local() for p in model.parameters() if p.grad is not None]
-    measured = model_grad_norms(model).tolist()
+    norms, method = gradient_norms(model)
+    measured = [norms["l2"].item(), norms["l1"].item()]
     # What a naive local sum + all_reduce(SUM) over the world would give (over-counts replicated shards):
     naive = torch.tensor([sum(float(g.pow(2).sum()) for g in local), sum(float(g.abs().sum()) for g in local)])
     dist.all_reduce(naive)
     result = {"rank": rank, "world": world, "placements": placements, "expected": expected, "measured": measured,
+              "method": method,
               "naive": [naive[0].sqrt().item(), naive[1].item()]}
     gathered = [None] * world
     dist.all_gather_object(gathered, result)

@@ -12,7 +12,7 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hf_linear_decay import RefinementCallback  # noqa: E402
-from tiny import leave_process_group  # noqa: E402
+from hf_linear_decay.distributed import leave_process_group  # noqa: E402
 
 
 def main():
@@ -20,15 +20,19 @@ def main():
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     callback = RefinementCallback()
-    callback.grad_norm_l2 = [1.0, 2.0, 3.0]
-    callback.grad_norm_l1 = [10.0, 20.0, 30.0 if (agree or rank == 0) else 31.0]
-    callback.lr = [0.1, 0.05, 0.0]
-    callback.skipped = [False, False, False]
-    try:
-        callback._check_ranks_agree()
-        outcome = "agreed"
-    except RuntimeError as error:
-        outcome = str(error)
+    # Steps 0-2 agree and are checked; then step 3 differs on rank 1 (unless --agree): only the new steps are compared.
+    callback.record.append({"grad_norm_l2": [1.0, 2.0, 3.0], "grad_norm_l1": [10.0, 20.0, 30.0],
+                            "lr": [0.1, 0.05, 0.0]}, [False] * 3)
+    outcomes = []
+    for step_l1 in (None, 40.0 if (agree or rank == 0) else 40.001):
+        if step_l1 is not None:
+            callback.record.append({"grad_norm_l2": [4.0], "grad_norm_l1": [step_l1], "lr": [0.0]}, [False])
+        try:
+            callback._check_ranks_agree()
+            outcomes.append("agreed")
+        except RuntimeError as error:
+            outcomes.append(str(error))
+    outcome = outcomes[-1] if outcomes[0] == "agreed" else "first check failed: " + outcomes[0]
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
         json.dump({"outcome": outcome}, handle)
     leave_process_group()

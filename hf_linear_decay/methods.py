@@ -1,0 +1,126 @@
+"""Refinement methods and their settings: the one way from a `NormRecord` to a schedule.
+
+A method is a function ``(record, settings) -> multipliers`` registered in `METHODS`; `build_schedule` validates the
+settings, resolves the defaults (norm from the optimizer, power from the norm) and returns a `RefinedSchedule`: the
+record, the multipliers and the settings that made them (what a schedule file stores). Adding a method is a function
+and a row here. numpy/scipy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .norms import NORM_TYPES, check_norm, norm_for_optimizer
+from .record import RECORD_COLUMNS, NormRecord
+from .refine import DEFAULT_TAU, check_power, check_tau, refine
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "RefinedSchedule", "RefinementSettings", "build_schedule", "check_method"]
+
+
+def paper_method(record: NormRecord, settings: RefinementSettings) -> np.ndarray:
+    """arXiv 2310.07831 Alg. 1/2 exactly: ``η_t ∝ ĝ_t^-p · Σ_{s>t} ĝ_s^-p`` from the median-filtered norms."""
+    return refine(record.norms(settings.norm), tau=settings.tau, power=settings.power, skipped=record.skipped).multipliers
+
+
+#: Method name -> function. The default is the method `RefinementCallback` and `hf-linear-decay refine` use.
+METHODS = {"paper": paper_method}
+DEFAULT_METHOD = "paper"
+
+
+def check_method(method, *, name: str = "method") -> str:
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"`{name}` must be one of {list(METHODS)}, got {name}={method!r}.")
+    return method
+
+
+@dataclass(frozen=True)
+class RefinementSettings:
+    """How to refine a record. `None` means "the default for this record" (see `resolved`).
+
+    Attributes:
+        method (`str`, defaults to `DEFAULT_METHOD`): a key of `METHODS`.
+        norm (`str`, *optional*): "l1" or "l2"; default: from the recorded optimizer (Adam-type -> l1), else the one
+            norm the record holds, else l2.
+        tau (`float`, defaults to 0.1): median-filter window as a fraction of the run, in (0, 1].
+        power (`float`, *optional*): weight power p > 0; default: the norm's pairing (2 for l2, 1 for l1).
+    """
+
+    method: str = DEFAULT_METHOD
+    norm: str | None = None
+    tau: float = DEFAULT_TAU
+    power: float | None = None
+
+    def __post_init__(self):
+        check_method(self.method)
+        if self.norm is not None:
+            check_norm(self.norm)
+        object.__setattr__(self, "tau", check_tau(self.tau))
+        if self.power is not None:
+            object.__setattr__(self, "power", check_power(self.power))
+
+    def updated(self, **overrides) -> RefinementSettings:
+        """A copy with the non-`None` overrides applied; changing the norm without a power resets the power."""
+        overrides = {key: value for key, value in overrides.items() if value is not None}
+        if "norm" in overrides and overrides["norm"] != self.norm and "power" not in overrides:
+            overrides["power"] = None
+        return replace(self, **overrides)
+
+    def resolved(self, record: NormRecord) -> RefinementSettings:
+        """Concrete settings for `record`: every default filled in."""
+        norm = self.norm
+        if norm is None:
+            held = [n.name for n in NORM_TYPES.values() if n.tensor in record.recorded]
+            if record.run.optimizer:
+                norm = norm_for_optimizer(record.run.optimizer)
+            elif len(held) == 1:
+                norm = held[0]
+            else:
+                norm = "l2"
+        power = NORM_TYPES[norm].default_power if self.power is None else self.power
+        return replace(self, norm=norm, power=power)
+
+
+@dataclass
+class RefinedSchedule:
+    """A record, the schedule refined from it (peak 1, last 0) and the resolved settings used: a schedule file.
+
+    Record columns read through (`schedule.grad_norm_l1`, `schedule.skipped`, ...), as do the settings
+    (`schedule.norm`, `schedule.tau`, ...). `created_at` and `package_version` are filled when the file is written.
+    """
+
+    record: NormRecord
+    multipliers: np.ndarray
+    settings: RefinementSettings = field(default_factory=RefinementSettings)
+    created_at: str = ""
+    package_version: str = ""
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.multipliers.shape[0])
+
+    def __getattr__(self, name):
+        if name in ("record", "settings"):  # not set yet (unpickling, copying): do not recurse
+            raise AttributeError(name)
+        if name in ("method", "norm", "tau", "power"):
+            return getattr(self.settings, name)
+        if name in ("run", "recorded", "skipped", "notes") or name in RECORD_COLUMNS:
+            return getattr(self.record, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def grad_norms(self) -> np.ndarray:
+        """The norms the schedule was refined from."""
+        return self.record.norms(self.settings.norm)
+
+
+def build_schedule(record: NormRecord, settings: RefinementSettings | None = None) -> RefinedSchedule:
+    """Refine `record` with `settings` (defaults resolved for this record) into a `RefinedSchedule`.
+
+    Raises:
+        ValueError: the record lacks the chosen norm, or has fewer than 2 valid steps of it.
+    """
+    settings = (settings or RefinementSettings()).resolved(record)
+    multipliers = METHODS[settings.method](record, settings)
+    return RefinedSchedule(record=record, multipliers=multipliers, settings=settings)

@@ -1,0 +1,80 @@
+"""Refinement settings and methods: validation, defaults resolved per record, the one way to build a schedule."""
+
+import numpy as np
+import pytest
+
+from hf_linear_decay.methods import METHODS, RefinedSchedule, RefinementSettings, build_schedule, check_method
+from hf_linear_decay.record import NormRecord, RunInfo
+from hf_linear_decay.refine import refine_schedule
+
+
+def record(optimizer=None, columns=("grad_norm_l2", "grad_norm_l1", "lr"), num_steps=40):
+    rng = np.random.default_rng(1)
+    values = {"grad_norm_l2": rng.lognormal(size=num_steps), "grad_norm_l1": rng.lognormal(size=num_steps) * 30,
+              "lr": np.linspace(1, 0, num_steps)}
+    return NormRecord.from_columns({name: values[name] for name in columns}, run=RunInfo(optimizer=optimizer))
+
+
+@pytest.mark.parametrize("optimizer, columns, norm, power", [
+    ("AdamW", ("grad_norm_l2", "grad_norm_l1"), "l1", 1.0),
+    ("SGD", ("grad_norm_l2", "grad_norm_l1"), "l2", 2.0),
+    (None, ("grad_norm_l1",), "l1", 1.0),
+    (None, ("grad_norm_l2",), "l2", 2.0),
+    (None, ("grad_norm_l2", "grad_norm_l1"), "l2", 2.0),
+])
+def test_defaults_resolve_per_record(optimizer, columns, norm, power):
+    resolved = RefinementSettings().resolved(record(optimizer, columns))
+    assert (resolved.method, resolved.norm, resolved.power, resolved.tau) == ("paper", norm, power, 0.1)
+
+
+def test_build_schedule_is_the_papers_refinement_of_the_chosen_norm():
+    source = record("AdamW")
+    schedule = build_schedule(source, RefinementSettings(tau=0.3))
+    np.testing.assert_array_equal(schedule.multipliers, refine_schedule(source.grad_norm_l1, tau=0.3, power=1.0))
+    explicit = build_schedule(source, RefinementSettings(norm="l2", power=3))
+    np.testing.assert_array_equal(explicit.multipliers, refine_schedule(source.grad_norm_l2, power=3))
+    assert isinstance(schedule, RefinedSchedule) and schedule.settings.norm == "l1"
+
+
+def test_schedule_reads_through_to_record_and_settings():
+    schedule = build_schedule(record("AdamW"))
+    assert (schedule.method, schedule.norm, schedule.tau, schedule.power) == ("paper", "l1", 0.1, 1.0)
+    assert schedule.run.optimizer == "AdamW" and schedule.num_steps == 40
+    np.testing.assert_array_equal(schedule.grad_norms, schedule.record.grad_norm_l1)
+    np.testing.assert_array_equal(schedule.lr, schedule.record.lr)
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        schedule.nonsense
+
+
+def test_updated_keeps_unset_values_and_resets_power_with_a_new_norm():
+    settings = RefinementSettings(norm="l1", power=1.5, tau=0.2)
+    assert settings.updated(tau=None, norm=None) == settings
+    assert settings.updated(norm="l2") == RefinementSettings(norm="l2", power=None, tau=0.2)
+    assert settings.updated(norm="l2", power=3) == RefinementSettings(norm="l2", power=3, tau=0.2)
+    assert settings.updated(tau=0.5).power == 1.5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"method": "magic"}, r"`method` must be one of \['paper'.*got method='magic'"),
+    ({"norm": "l3"}, r"`norm` must be one of"),
+    ({"tau": 0}, r"`tau` must be a number in \(0, 1\]"),
+    ({"power": -2}, r"`power` must be a finite number > 0"),
+])
+def test_settings_are_validated_on_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RefinementSettings(**kwargs)
+
+
+def test_missing_norm_and_too_few_valid_steps_are_clear_errors():
+    with pytest.raises(ValueError, match="no l1 norms"):
+        build_schedule(record(columns=("grad_norm_l2",)), RefinementSettings(norm="l1"))
+    broken = NormRecord.from_columns({"grad_norm_l2": [np.nan] * 9 + [1.0]})
+    with pytest.raises(ValueError, match="need at least 2 valid gradient norms"):
+        build_schedule(broken)
+
+
+def test_every_method_returns_a_valid_schedule():
+    for name in METHODS:
+        multipliers = build_schedule(record("AdamW"), RefinementSettings(method=name)).multipliers
+        assert multipliers.max() == pytest.approx(1.0) and multipliers[-1] == 0 and multipliers.min() >= 0
+    assert check_method("paper") == "paper"
