@@ -12,11 +12,11 @@ from .distributed import first_disagreeing_rank
 from .grad_norms import gradient_norms
 from .methods import DEFAULT_METHOD, RefinedSchedule, RefinementSettings, build_schedule
 from .norms import NORM_TYPES
-from .record import NormRecord, RunInfo
+from .record import NormRecord
 from .refine import DEFAULT_TAU
 from .schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
-from .sources import record_from_callback_state
-from .trainer_binding import bind_trainer, find_trainer, innermost_optimizer, watch_zero_step, zero_optimizer_of
+from .checkpoint_record import pointer_attributes, saved_callback_record
+from .trainer_binding import bind_trainer, find_trainer, run_info, watch_zero_step, zero_optimizer_of
 
 logger = logging.getLogger(__name__)
 
@@ -103,21 +103,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         settings = self.settings
         return {"args": {"tau": settings.tau, "norm": settings.norm, "power": settings.power, "method": settings.method,
                          "file_name": self.file_name, "flush_every": self.flush_every},
-                "attributes": {"record_file": RECORD_FILE_NAME, "num_steps": len(self.record),
-                               "sha256": self.record.sha256()}}
-
-    def _saved_record(self, args, state, checkpoint) -> NormRecord:
-        """The record this run's checkpoint holds (the entry that covers every step if several instances saved)."""
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        folder = checkpoint if isinstance(checkpoint, str) else os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        records = []
-        for entry in saved if isinstance(saved, list) else [saved] if saved else []:
-            try:
-                records.append(record_from_callback_state(entry, folder, os.path.join(folder, "trainer_state.json")))
-            except ValueError as error:
-                logger.warning("RefinementCallback: cannot restore the record: %s", error)
-        complete = [record for record in records if len(record) == state.global_step]
-        return (complete or sorted(records, key=len) or [NormRecord()])[-1]
+                "attributes": pointer_attributes(self.record)}
 
     # ----- events ---------------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
@@ -130,20 +116,19 @@ class RefinementCallback(TrainerCallback, ExportableState):
                                "`callback.set_trainer(trainer)` before `trainer.train()`, or set max_grad_norm=0.")
         if state.global_step == 0:
             self.record, self._pending, self._checked_steps = NormRecord(), [], 0  # a new run (e.g. a reused callback)
-        elif len(self.record) + len(self._pending) == 0:
-            self.record = self._saved_record(args, state, frame.get("resume_from_checkpoint"))
+        elif len(self.record) + len(self._pending) == 0:  # resuming: the checkpoint's record, found by its pointer
+            checkpoint = frame.get("resume_from_checkpoint")
+            folder = checkpoint if isinstance(checkpoint, str) else os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+            self.record = saved_callback_record(saved, folder, state.global_step, os.path.join(folder, "trainer_state.json"),
+                                                on_error=lambda message: logger.warning("RefinementCallback: %s", message)) or NormRecord()
         if isinstance(state.stateful_callbacks, dict):
             # A checkpoint saved without this callback has no entry, and the Trainer's save would hit a KeyError.
             state.stateful_callbacks.setdefault(type(self).__name__, self.state())
         self._align(state.global_step)
-        zero_optimizer = zero_optimizer_of(optimizer)
-        if zero_optimizer is not None:
-            watch_zero_step(self, zero_optimizer, model)
-        self.record.run = RunInfo(
-            optimizer=type(innermost_optimizer(optimizer)).__name__ if optimizer is not None else str(args.optim), base_lr=float(args.learning_rate),
-            world_size=int(args.world_size), gradient_accumulation_steps=int(args.gradient_accumulation_steps),
-            per_device_train_batch_size=int(args.per_device_train_batch_size), max_grad_norm=float(args.max_grad_norm or 0),
-            precision="fp16" if args.fp16 else "bf16" if args.bf16 else "fp32", source="RefinementCallback")
+        if zero_optimizer_of(optimizer) is not None:
+            watch_zero_step(self, zero_optimizer_of(optimizer), model)
+        self.record.run = run_info(args, optimizer, source="RefinementCallback")
 
     def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
         if len(self.record) + len(self._pending) != state.global_step:

@@ -147,9 +147,12 @@ def _record_from(tensors: dict, metadata: dict, path, keys, dtypes, min_steps: i
     unknown = [name for name in recorded if name not in RECORD_COLUMNS]
     if unknown:
         _fail(path, f"metadata `recorded` names unknown columns {unknown}; allowed: {list(RECORD_COLUMNS)}.")
-    if set(tensors) != set(dtypes):
-        _fail(path, f"tensors missing {[n for n in dtypes if n not in tensors]}, unexpected "
-                    f"{[n for n in tensors if n not in dtypes]}; expected exactly {list(dtypes)}.")
+    # A column this version does not record may be absent (a file written before a norm joined the table).
+    required = [name for name in dtypes if name not in RECORD_COLUMNS or name in recorded]
+    missing, unexpected = [n for n in required if n not in tensors], [n for n in tensors if n not in dtypes]
+    if missing or unexpected:
+        _fail(path, f"tensors missing {missing}, unexpected {unexpected}; expected {list(dtypes)}.")
+    tensors = {**{name: np.full(num_steps, np.nan) for name in RECORD_COLUMNS}, **tensors}
     for name, dtype in dtypes.items():
         if tensors[name].dtype != dtype:
             _fail(path, f"tensor `{name}` has dtype {tensors[name].dtype}, expected {dtype}; rewrite the file.")

@@ -24,9 +24,10 @@ import numpy as np
 from ._paths import check_readable_file
 from .norms import NORM_TYPES, check_norm
 from .record import NormRecord, RunInfo
-from .schedule_file import load_record_file, load_schedule_file, looks_like_safetensors
+from .checkpoint_record import saved_callback_record
+from .schedule_file import load_schedule_file, looks_like_safetensors
 
-__all__ = ["MAX_STEPS", "NormInputError", "read_record", "record_from_callback_state"]
+__all__ = ["MAX_STEPS", "NormInputError", "read_record"]
 
 STEP_COLUMNS = ("step", "_step", "steps", "global_step", "trainer/global_step", "train/global_step")
 # W&B exports add `<metric>__MIN` / `<metric>__MAX` columns next to each metric when points were sampled.
@@ -79,38 +80,14 @@ def _fill_every_step(steps, values, what: str, path, first: int = None, last: in
     return per_step, int(missing.sum())
 
 
-def record_from_callback_state(entry: dict, folder: str, path) -> NormRecord:
-    """The record `RefinementCallback` saved in a trainer_state.json entry: a record file beside it, or inline lists."""
-    attributes = entry.get("attributes") if isinstance(entry, dict) else None
-    if not isinstance(attributes, dict):
-        raise NormInputError(f"{path}: the RefinementCallback entry has no `attributes`; the file is damaged.")
-    try:
-        if "record_file" in attributes:
-            record = load_record_file(os.path.join(folder, os.path.basename(str(attributes["record_file"]))))
-            if record.sha256() != attributes.get("sha256"):
-                raise NormInputError(f"{path}: {attributes['record_file']} does not hold the record this state describes "
-                                     "(digest differs); it was replaced after the checkpoint was written.")
-            return record
-        record = NormRecord.from_state(attributes)
-        if record.run.optimizer is None:
-            record.notes.append("this record (hf_linear_decay 0.1.x) does not name the optimizer, so the norm defaults "
-                                "to l2; pass --norm l1 for an Adam-type run")
-        return record
-    except (TypeError, ValueError, KeyError) as error:
-        if isinstance(error, NormInputError):
-            raise
-        raise NormInputError(f"{path}: cannot read the RefinementCallback record ({error}).") from None
-
-
 def _read_trainer_state(state: dict, path) -> NormRecord:
-    folder = os.path.dirname(os.path.abspath(path))
     global_step = _step_number(state.get("global_step") or 0, path, "`global_step`")
     saved = (state.get("stateful_callbacks") or {}).get("RefinementCallback")
-    entries = [record_from_callback_state(entry, folder, path) for entry in
-               ([] if saved is None else saved if isinstance(saved, list) else [saved])]
-    complete = [record for record in entries if len(record) == global_step]
-    if complete or entries:
-        record = (complete or sorted(entries, key=len))[-1]
+    try:
+        record = saved_callback_record(saved, os.path.dirname(os.path.abspath(path)), global_step, path)
+    except ValueError as error:
+        raise NormInputError(str(error)) from None
+    if record is not None:
         if len(record) < global_step:
             record.notes.append(f"the callback's record covers {len(record)} of {global_step} steps; the rest are "
                                 "marked skipped and filled when refining")
@@ -142,7 +119,7 @@ def _read_trainer_state(state: dict, path) -> NormRecord:
     columns["grad_norm_l2"], interpolated = _fill_every_step(steps, [n for _, n, _ in points], "logged grad_norm", path, 0, last)
     if all(lr is not None for _, _, lr in points):
         columns["lr"], _ = _fill_every_step(steps, [float(lr) for _, _, lr in points], "logged learning_rate", path, 0, last)
-    folder_name = os.path.basename(folder) or "."
+    folder_name = os.path.basename(os.path.dirname(os.path.abspath(path))) or "."
     record = NormRecord.from_columns(columns, run=RunInfo(per_device_train_batch_size=state.get("train_batch_size"),
                                                           source=f"trainer_state.json ({folder_name})"))
     record.notes.append("no RefinementCallback record in this file: used the logged grad_norm (l2 only; Adam-type "
@@ -209,7 +186,8 @@ def _read_table(text: str, path, column: str | None, norm: str | None) -> NormRe
             steps = values_of(step_index, header[step_index])
     steps = np.array([_step_number(float(s), path, f"the step column (row {i + 1})") for i, s in enumerate(steps)])
     per_step, interpolated = _fill_every_step(steps, norms, f"column {column_name or 1}", path)
-    norm = norm or ("l1" if column_name and "l1" in column_name.lower() else "l2")
+    named = [name for name in NORM_TYPES if column_name and name in column_name.lower()]
+    norm = norm or (named[0] if len(named) == 1 else "l2")
     source = os.path.basename(path) + (f" column {column_name!r}" if column_name else "")
     record = NormRecord.from_columns({NORM_TYPES[norm].tensor: per_step}, run=RunInfo(source=source))
     if interpolated:

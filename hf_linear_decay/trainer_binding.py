@@ -22,8 +22,9 @@ from __future__ import annotations
 import sys
 
 from .grad_norms import gradient_norms
+from .record import RunInfo
 
-__all__ = ["bind_trainer", "find_trainer", "innermost_optimizer", "watch_zero_step", "zero_optimizer_of"]
+__all__ = ["bind_trainer", "find_trainer", "innermost_optimizer", "run_info", "watch_zero_step", "zero_optimizer_of"]
 
 
 def find_trainer(callback) -> tuple[object | None, dict]:
@@ -68,6 +69,16 @@ def innermost_optimizer(optimizer):
     while getattr(optimizer, "optimizer", None) is not None and optimizer.optimizer is not optimizer:
         optimizer = optimizer.optimizer
     return optimizer
+
+
+def run_info(args, optimizer, source: str) -> RunInfo:
+    """The facts of this run that a schedule file keeps (and pass 2 compares with its own)."""
+    return RunInfo(
+        optimizer=type(innermost_optimizer(optimizer)).__name__ if optimizer is not None else str(args.optim),
+        base_lr=float(args.learning_rate), world_size=int(args.world_size),
+        gradient_accumulation_steps=int(args.gradient_accumulation_steps),
+        per_device_train_batch_size=int(args.per_device_train_batch_size), max_grad_norm=float(args.max_grad_norm or 0),
+        precision="fp16" if args.fp16 else "bf16" if args.bf16 else "fp32", source=source)
 
 
 def zero_optimizer_of(optimizer):

@@ -168,7 +168,7 @@ def write_raw(path, metadata_changes=(), **tensor_changes):
         ({"num_steps": "39"}, {}, r"tensor `grad_norm_l2` has shape \(40,\), expected \(39,\)"),
         ({"num_steps": "1e3"}, {}, "`num_steps` must be an integer >= 2"),
         ({"precision": None}, {}, r"metadata is missing \['precision'\]"),
-        ({}, {"lr": None}, r"tensors missing \['lr'\]"),
+        ({}, {"multipliers": None}, r"tensors missing \['multipliers'\]"),
         ({}, {"extra": np.zeros(40)}, r"unexpected \['extra'\]"),
         ({}, {"multipliers": np.linspace(1, 0, 40).astype(np.float32)}, "tensor `multipliers` has dtype float32"),
         ({}, {"skipped": np.zeros(40, dtype=np.float64)}, "tensor `skipped` has dtype float64"),
@@ -180,6 +180,7 @@ def write_raw(path, metadata_changes=(), **tensor_changes):
         ({}, {"skipped": np.full(40, 2, dtype=np.uint8)}, "only 0 and 1"),
         ({}, {"skipped": np.ones(40, dtype=np.uint8)}, "only 0 of 40 steps are valid"),
         ({"recorded": "grad_norm_l2,lr"}, {}, "tensor `grad_norm_l1` is not listed in metadata `recorded`"),
+        ({}, {"grad_norm_l1": None}, r"tensors missing \['grad_norm_l1'\]"),
         ({"recorded": "grad_norm_l2,lr"}, {"grad_norm_l1": np.full(40, np.nan)}, "refined from `grad_norm_l1`, which"),
     ],
 )
@@ -234,6 +235,18 @@ def test_a_pickle_is_never_executed(tmp_path, monkeypatch):
     with pytest.raises(ScheduleFileError, match="not a safetensors file"):
         load_schedule_file(path)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_file_without_an_unrecorded_norm_column_loads(tmp_path):
+    # What a file written before a norm joined the table looks like: no tensor for it, not in `recorded`.
+    schedule = build_schedule(NormRecord.from_columns({"grad_norm_l2": np.linspace(4, 1, 30)}))
+    from hf_linear_decay.schedule_file import schedule_metadata
+
+    tensors = {"grad_norm_l2": schedule.grad_norm_l2, "lr": schedule.lr, "skipped": schedule.skipped.astype(np.uint8),
+               "multipliers": schedule.multipliers}
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=schedule_metadata(schedule))
+    loaded = load_schedule_file(tmp_path / "old.safetensors")
+    assert loaded.recorded == ("grad_norm_l2",) and np.isnan(loaded.grad_norm_l1).all()
 
 
 def test_key_lists_are_consistent():
