@@ -209,6 +209,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         try:
             schedule = self.refined_schedule()
         except ValueError as error:
-            logger.warning("RefinementCallback: not writing %s: %s", path, error)
+            logger.warning("RefinementCallback: not writing %s: %s The record itself is kept in %s beside it.", path,
+                           error, RECORD_FILE_NAME)
             return None
         return save_schedule_file(schedule, path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -71,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--power", type=_checked(check_power, "--power"), default=None,
                         help="weight power p (default: 2 for l2, 1 for l1)")
     refine.add_argument("--column", default=None, help="CSV column holding the norms (default: the only non-step column)")
+    refine.add_argument("--force", action="store_true", help="refine even when more than a quarter of the steps were "
+                        "skipped or non-finite (a diverged run)")
 
     export = commands.add_parser("export", help="print one column of a schedule file")
     export.add_argument("file", metavar="FILE")
@@ -108,7 +111,7 @@ def _run(args) -> int:
         record, settings = read_record(args.input, column=args.column, norm=args.norm)
         settings = (settings or RefinementSettings()).updated(method=args.method, norm=args.norm, tau=args.tau,
                                                                power=args.power)
-        schedule = build_schedule(record, settings)
+        schedule = build_schedule(record, settings, force=args.force)
         save_schedule_file(schedule, args.output)
         for note in record.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -134,8 +137,21 @@ def _run(args) -> int:
     return 0
 
 
+class _NoteHandler(logging.Handler):
+    """The package's warnings (e.g. many skipped steps) as `note:` lines on stderr."""
+
+    def emit(self, record):
+        print(f"note: {record.getMessage()}", file=sys.stderr)
+
+
+_NOTES = _NoteHandler(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `hf-linear-decay`; returns the exit code."""
+    package_logger = logging.getLogger("hf_linear_decay")
+    if _NOTES not in package_logger.handlers:
+        package_logger.addHandler(_NOTES)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

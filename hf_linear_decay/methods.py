@@ -8,6 +8,7 @@ and a row here. numpy/scipy only.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -16,7 +17,10 @@ from .norms import NORM_TYPES, check_norm, norm_for_optimizer
 from .record import RECORD_COLUMNS, NormRecord
 from .refine import DEFAULT_TAU, check_power, check_tau, refine
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "RefinedSchedule", "RefinementSettings", "build_schedule", "check_method"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "DivergedRunError", "RefinedSchedule", "RefinementSettings", "build_schedule",
+           "check_method"]
+
+logger = logging.getLogger(__name__)
 
 
 def paper_method(record: NormRecord, settings: RefinementSettings) -> np.ndarray:
@@ -115,12 +119,40 @@ class RefinedSchedule:
         return self.record.norms(self.settings.norm)
 
 
-def build_schedule(record: NormRecord, settings: RefinementSettings | None = None) -> RefinedSchedule:
+class DivergedRunError(ValueError):
+    """Too many steps of the record are unusable for a schedule refined from it to mean anything."""
+
+
+#: Above this fraction of skipped (unusable) steps the refinement warns; above the second it refuses unless forced.
+WARN_SKIPPED_FRACTION, REFUSE_SKIPPED_FRACTION = 0.05, 0.25
+
+
+def build_schedule(record: NormRecord, settings: RefinementSettings | None = None, *,
+                   force: bool = False) -> RefinedSchedule:
     """Refine `record` with `settings` (defaults resolved for this record) into a `RefinedSchedule`.
 
+    Skipped steps (fp16 overflows, non-finite or zero norms, unrecorded steps) are filled from their neighbours.
+    More than `WARN_SKIPPED_FRACTION` of recorded-but-unusable steps logs a warning; more than
+    `REFUSE_SKIPPED_FRACTION` means the run diverged or overflowed and the schedule would be mostly interpolated:
+    refused unless `force=True`.
+
     Raises:
+        DivergedRunError: too many skipped steps and not `force`.
         ValueError: the record lacks the chosen norm, or has fewer than 2 valid steps of it.
     """
+    # Steps never recorded (a resume from a checkpoint without a record: no LR either) are unknown, not a sign of
+    # divergence; steps recorded as unusable are.
+    unknown = record.skipped & np.isnan(record.lr) if "lr" in record.recorded else np.zeros(len(record), bool)
+    bad, total = int((record.skipped & ~unknown).sum()), len(record)
+    enough = total - int(record.skipped.sum()) >= 2  # else the refinement itself says what is missing
+    if enough and bad / total > REFUSE_SKIPPED_FRACTION and not force:
+        raise DivergedRunError(
+            f"{bad} of {total} steps ({bad / total:.0%}) were skipped or had non-finite or zero norms: the run "
+            f"diverged or overflowed, and a schedule refined from it would be mostly interpolated. Fix the run and "
+            "record it again, or refine anyway with force=True (`hf-linear-decay refine --force`).")
+    if enough and bad / total > WARN_SKIPPED_FRACTION:
+        logger.warning("%d of %d steps (%.0f%%) were skipped or had non-finite or zero norms; they are filled from "
+                       "neighbouring steps. Check the run for overflows or divergence.", bad, total, 100 * bad / total)
     settings = (settings or RefinementSettings()).resolved(record)
     multipliers = METHODS[settings.method](record, settings)
     return RefinedSchedule(record=record, multipliers=multipliers, settings=settings)

@@ -7,7 +7,9 @@ package too). So each change is made when transformers loads the module it belon
 - `transformers.trainer_utils`: a `SchedulerType.LINEAR_REFINED` member, so `TrainingArguments(lr_scheduler_type=
   "linear_refined")` and `HfArgumentParser` (`--lr_scheduler_type linear_refined`, listed in `--help`) accept it;
 - `transformers.optimization`: the `TYPE_TO_SCHEDULER_FUNCTION` entry that `get_scheduler` calls;
-- `transformers.integrations.deepspeed`: a guard that refuses a DeepSpeed `scheduler` block with linear_refined.
+- `transformers.integrations.deepspeed`: a guard that refuses a DeepSpeed `scheduler` block with linear_refined;
+- `transformers.trainer`: `RecordingActivator` in `DEFAULT_CALLBACKS`, so that the flag alone makes every Trainer
+  check its scheduler kwargs at construction and record the norms of pass 1 (see `hf_linear_decay.activation`).
 
 Import the package before building a parser or `TrainingArguments`: the parser freezes its choices when it is
 created. For unmodified scripts use `python -m hf_linear_decay.run script.py`.
@@ -151,11 +153,21 @@ def _guard_deepspeed(hf_deepspeed) -> None:
     hf_deepspeed.deepspeed_optim_sched = guarded
 
 
+def _add_default_callback(trainer_module) -> None:
+    from .activation import RecordingActivator
+
+    # Verified against transformers 5.24: Trainer.__init__ reads the module global DEFAULT_CALLBACKS when it builds its
+    # callback handler and instantiates classes, so every later Trainer gets an activator of its own.
+    if RecordingActivator not in trainer_module.DEFAULT_CALLBACKS:
+        trainer_module.DEFAULT_CALLBACKS.append(RecordingActivator)
+
+
 def register() -> None:
     """Make `linear_refined` a Trainer scheduler type (now or when transformers loads). Idempotent."""
     when_imported("transformers.trainer_utils", _add_enum_member)
     when_imported("transformers.optimization", _add_scheduler_function)
     when_imported("transformers.integrations.deepspeed", _guard_deepspeed)
+    when_imported("transformers.trainer", _add_default_callback)
 
 
 def is_registered() -> bool:

@@ -109,6 +109,17 @@ def looks_like_safetensors(path) -> bool:
     return len(head) == 8 and head[4:] == bytes(4) and 2 <= int.from_bytes(head, "little") < 100_000_000
 
 
+def file_format(path) -> str | None:
+    """The `format` metadata of a safetensors file, or `None` if it has none or cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="np") as reader:
+            return (reader.metadata() or {}).get("format")
+    except Exception:  # any unreadable file: the loader that follows gives the precise error
+        return None
+
+
 def _read(path, expected_format: str, latest: int, what: str) -> tuple[dict, dict, int]:
     """Tensors, metadata and format version of a safetensors file of `expected_format`, or a clear error."""
     from safetensors import SafetensorError, safe_open

@@ -32,9 +32,16 @@ def _check_path(value, *, name: str) -> str:
         raise ValueError(f"`{name}` must be a path (str or os.PathLike), got {value!r}.") from None
 
 
-#: Keys accepted in `lr_scheduler_kwargs` for `linear_refined`, and their validators.
+def _check_flag(value, *, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be true or false, got {value!r}.")
+    return value
+
+
+#: Keys accepted in `lr_scheduler_kwargs` for `linear_refined`, and their validators. `record_norms` (default true)
+#: is read by `hf_linear_decay.activation`: false stops pass 1 from recording the norms automatically.
 SCHEDULER_KWARGS = {"schedule_file": _check_path, "method": check_method, "norm": check_norm, "tau": check_tau,
-                    "power": check_power}
+                    "power": check_power, "record_norms": _check_flag}
 
 
 def check_scheduler_kwargs(kwargs: dict | None) -> dict:
@@ -95,8 +102,8 @@ def load_refined_multipliers(schedule_file, num_training_steps: int, **overrides
     """The file's refined multipliers (refined again from its record if `overrides` are given), resampled to
     `num_training_steps` by training progress."""
     schedule = load_schedule_file(schedule_file)
-    if overrides:
-        schedule = build_schedule(schedule.record, schedule.settings.updated(**overrides))
+    if overrides:  # the file's author already accepted its record, so a diverged one is not refused again here
+        schedule = build_schedule(schedule.record, schedule.settings.updated(**overrides), force=True)
     if schedule.num_steps != num_training_steps:
         logger.warning("linear_refined: the schedule in %s has %d steps; resampling it to this run's %d steps by "
                        "training progress.", os.fspath(schedule_file), schedule.num_steps, num_training_steps)
@@ -131,6 +138,7 @@ def get_linear_refined_schedule(optimizer: Optimizer, num_warmup_steps: int, num
         ```
     """
     kwargs = check_scheduler_kwargs(scheduler_kwargs)
+    kwargs.pop("record_norms", None)
     if num_training_steps is None or num_training_steps < 1:
         raise ValueError(f"linear_refined requires `num_training_steps` >= 1, got {num_training_steps!r}.")
     if "schedule_file" not in kwargs:

@@ -2,7 +2,8 @@
 
 Three kinds of input, told apart by content, not by name:
 
-- one of our schedule files (safetensors): its record, and the settings it was refined with;
+- one of our schedule files (safetensors): its record, and the settings it was refined with; or a record file
+  (a checkpoint's `norm_record.safetensors`);
 - a Trainer `trainer_state.json`: the exact record of `RefinementCallback` when the run had one (both norms, every
   step); otherwise the logged `grad_norm` (the pre-clip l2 norm) and `learning_rate` of each logging step, linearly
   interpolated between logging steps;
@@ -25,7 +26,7 @@ from ._paths import check_readable_file
 from .norms import NORM_TYPES, check_norm
 from .record import NormRecord, RunInfo
 from .checkpoint_record import saved_callback_record
-from .schedule_file import load_schedule_file, looks_like_safetensors
+from .schedule_file import RECORD_FORMAT, file_format, load_record_file, load_schedule_file, looks_like_safetensors
 
 __all__ = ["MAX_STEPS", "NormInputError", "read_record"]
 
@@ -213,6 +214,8 @@ def read_record(path, *, column: str | None = None, norm: str | None = None):
     if path.endswith(".safetensors") or looks_like_safetensors(path):
         if column is not None:
             raise NormInputError(f"{path}: --column applies to CSV input, not to schedule files.")
+        if file_format(path) == RECORD_FORMAT:  # a checkpoint's norm_record.safetensors
+            return load_record_file(path), None
         schedule = load_schedule_file(path)
         return schedule.record, schedule.settings
     try:

@@ -227,3 +227,18 @@ def test_no_host_sync_per_step(make_args, monkeypatch):
     callback = RefinementCallback(flush_every=4)
     train(make_args(logging_steps=6, output_dir=make_args().output_dir + "sync"), [callback])
     assert sum(calls) == 12 and len(calls) <= 6 and max(calls) >= 4
+
+
+def test_two_callbacks_both_resume_their_record(make_args):
+    # transformers saves both instances' states as a list [init0, init1, saved0, saved1]; 0.1.0 took the empty one.
+    common = dict(max_steps=8, save_strategy="steps", save_steps=4)
+    full = make_args(output_dir=make_args().output_dir + "full2", **common)
+    reference = RefinementCallback()
+    train(full, [reference])
+    broken = make_args(output_dir=make_args().output_dir + "broken2", **common)
+    train(broken, [RefinementCallback(), RefinementCallback(tau=0.5), StopAt(4)])
+    first, second = RefinementCallback(), RefinementCallback(tau=0.5)
+    train(broken, [first, second], resume=os.path.join(broken.output_dir, "checkpoint-4"))
+    for callback in (first, second):
+        assert callback.record.sha256() == reference.record.sha256()
+        assert not callback.record.skipped.any()

@@ -78,3 +78,15 @@ def test_every_method_returns_a_valid_schedule():
         multipliers = build_schedule(record("AdamW"), RefinementSettings(method=name)).multipliers
         assert multipliers.max() == pytest.approx(1.0) and multipliers[-1] == 0 and multipliers.min() >= 0
     assert check_method("paper") == "paper"
+
+
+def test_diverged_records_are_refused_unless_forced_and_unknown_steps_do_not_count():
+    from hf_linear_decay.methods import DivergedRunError
+
+    norms, lr = np.ones(20), np.linspace(1, 0, 20)
+    norms[:6] = np.nan  # 30% recorded as unusable
+    with pytest.raises(DivergedRunError, match=r"6 of 20 steps \(30%\) were skipped .*force=True"):
+        build_schedule(NormRecord.from_columns({"grad_norm_l2": norms, "lr": lr}))
+    assert build_schedule(NormRecord.from_columns({"grad_norm_l2": norms, "lr": lr}), force=True).num_steps == 20
+    unknown = NormRecord.from_columns({"grad_norm_l2": norms, "lr": np.where(np.isnan(norms), np.nan, lr)})
+    assert build_schedule(unknown).num_steps == 20  # never recorded (resumed without a record): not divergence

@@ -1,0 +1,64 @@
+"""Start-up time of the CLI commands that do not train, against `python -c pass`, interleaved in one run.
+
+    python benchmarks/bench_cli_startup.py              # 7 rounds
+    python benchmarks/bench_cli_startup.py --rounds 15
+
+Each round runs every command once, in a rotating order, so that load on this shared machine hits all of them alike.
+Prints the median wall time of each and its ratio to `python -c pass`, and whether `hf-linear-decay inspect FILE` met
+its target (< 1.5 s on the 2-core development machine). None of these commands may import torch or transformers
+(tests/test_imports.py checks that); this measures what that buys.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+TARGET_SECONDS = 1.5
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    options = parser.parse_args()
+    from hf_linear_decay.methods import build_schedule
+    from hf_linear_decay.record import NormRecord
+    from hf_linear_decay.schedule_file import save_schedule_file
+
+    folder = tempfile.mkdtemp()
+    path = os.path.join(folder, "refined_schedule.safetensors")
+    norms = np.random.default_rng(0).lognormal(size=10_000) * np.linspace(3, 1, 10_000)
+    save_schedule_file(build_schedule(NormRecord.from_columns({"grad_norm_l1": norms})), path)
+    console = shutil.which("hf-linear-decay") or f"{sys.executable} -m hf_linear_decay"
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -m hf_linear_decay --help": [sys.executable, "-m", "hf_linear_decay", "--help"],
+        "hf-linear-decay inspect FILE": [*console.split(), "inspect", path],
+        "hf-linear-decay export FILE --csv": [*console.split(), "export", path, "--csv"],
+    }
+    times = {name: [] for name in commands}
+    names = list(commands)
+    for round_index in range(options.rounds):
+        for name in names[round_index % len(names):] + names[: round_index % len(names)]:
+            start = time.perf_counter()
+            subprocess.run(commands[name], check=True, stdout=subprocess.DEVNULL)
+            times[name].append(time.perf_counter() - start)
+    baseline = statistics.median(times["python -c pass"])
+    print("| command | median (s) | min-max (s) | ratio to python -c pass |\n|---|---|---|---|")
+    for name in names:
+        median = statistics.median(times[name])
+        print(f"| {name} | {median:.3f} | {min(times[name]):.3f}-{max(times[name]):.3f} | {median / baseline:.1f} |")
+    inspect = statistics.median(times["hf-linear-decay inspect FILE"])
+    print(f"\ninspect: {inspect:.2f} s median over {options.rounds} rounds, target < {TARGET_SECONDS} s: "
+          f"{'met' if inspect < TARGET_SECONDS else 'NOT met'}")
+    shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""`RecordingActivator`: what `lr_scheduler_type="linear_refined"` alone does to any Trainer, no code change needed.
+
+Registration puts this callback in transformers' `DEFAULT_CALLBACKS`, so every Trainer built after
+`import hf_linear_decay` (and every stock script under `python -m hf_linear_decay.run`) has one. It does nothing
+unless the run uses `linear_refined` through the Trainer's own scheduler; then:
+
+- at Trainer construction (`on_init_end`) it checks `lr_scheduler_kwargs` and loads the schedule file, so a typo or
+  a bad path fails before data and model preparation, and stores a `os.PathLike` path as `str` (JSON-serialisable);
+- pass 1 (no `schedule_file`): at `on_train_begin` it adds a `RefinementCallback`, which records the norms and writes
+  `output_dir/refined_schedule.safetensors`; not if one was given in `callbacks=` (that one takes precedence) or
+  `lr_scheduler_kwargs={"record_norms": false}`;
+- pass 2 (`schedule_file`): at `on_train_begin` it compares this run with the run that recorded the file and warns,
+  one line per difference (see `compare_runs`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from transformers.trainer_callback import TrainerCallback
+
+from .norms import norm_for_optimizer
+from .record import RunInfo
+from .registration import SCHEDULER_NAME
+from .trainer_binding import find_trainer, run_info
+
+logger = logging.getLogger(__name__)
+
+
+def uses_linear_refined(args) -> bool:
+    return str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)) == SCHEDULER_NAME
+
+
+def _batch(run: RunInfo) -> str:
+    return (f"global batch {run.global_batch_size} ({run.per_device_train_batch_size} per device × "
+            f"{run.gradient_accumulation_steps} accumulation × {run.world_size} processes)")
+
+
+def compare_runs(recorded: RunInfo, current: RunInfo) -> list[str]:
+    """One line per difference between the run that recorded a schedule and this one, saying whether it matters.
+
+    What changes the gradient-norm profile, and so the fit of a refined schedule: the global batch (gradient noise),
+    the optimizer family (which norm describes it), clipping, and precision (fp16 overflow steps). The split of one
+    global batch into processes and accumulation steps, the optimizer's exact class within a family, or the peak LR
+    (which the paper re-tunes for pass 2) do not.
+    """
+    lines = []
+    if None not in (recorded.global_batch_size, current.global_batch_size):
+        if recorded.global_batch_size != current.global_batch_size:
+            lines.append(f"{_batch(current)} here vs {_batch(recorded)} when recorded: the gradient noise, and so the "
+                         "norm profile, depends on the global batch")
+        elif (recorded.world_size, recorded.gradient_accumulation_steps) != (current.world_size,
+                                                                             current.gradient_accumulation_steps):
+            lines.append(f"{_batch(current)} here vs {_batch(recorded)} when recorded: same global batch, harmless")
+    if recorded.optimizer and current.optimizer and recorded.optimizer != current.optimizer:
+        same_family = norm_for_optimizer(recorded.optimizer) == norm_for_optimizer(current.optimizer)
+        lines.append(f"optimizer {current.optimizer} here vs {recorded.optimizer} when recorded: "
+                     + ("same family, harmless" if same_family else "another family (the schedule was refined for the "
+                        "other optimizer's norm)"))
+    if recorded.max_grad_norm is not None and recorded.max_grad_norm != current.max_grad_norm:
+        lines.append(f"max_grad_norm {current.max_grad_norm:g} here vs {recorded.max_grad_norm:g} when recorded: "
+                     "clipping changes the training dynamics the norms describe")
+    if recorded.precision and recorded.precision != current.precision:
+        lines.append(f"precision {current.precision} here vs {recorded.precision} when recorded: fp16 adds overflow "
+                     "steps, otherwise minor")
+    return lines
+
+
+class RecordingActivator(TrainerCallback):
+    """See the module docstring. One per Trainer; inert for other scheduler types."""
+
+    def __init__(self):
+        self.schedule = None
+        self.recorder = None
+        self.custom_scheduler = False
+
+    def on_init_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        if not uses_linear_refined(args):
+            return
+        from .scheduler import check_scheduler_kwargs
+
+        self.custom_scheduler = lr_scheduler is not None  # Trainer(optimizers=(opt, sched)) ignores the type
+        if isinstance(args.lr_scheduler_kwargs, dict) and args.lr_scheduler_kwargs:
+            checked = check_scheduler_kwargs(args.lr_scheduler_kwargs)
+            if "schedule_file" in checked:
+                from .schedule_file import load_schedule_file
+
+                args.lr_scheduler_kwargs["schedule_file"] = checked["schedule_file"]  # a Path breaks to_json_string
+                self.schedule = load_schedule_file(checked["schedule_file"])
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        if not uses_linear_refined(args) or self.custom_scheduler:
+            return
+        if self.schedule is not None:
+            lines = compare_runs(self.schedule.run, run_info(args, optimizer, source="this run"))
+            path = args.lr_scheduler_kwargs["schedule_file"]
+            for line in lines:
+                logger.warning("linear_refined: %s: %s", os.fspath(path), line)
+            return
+        if self.recorder is not None or (args.lr_scheduler_kwargs or {}).get("record_norms", True) is False:
+            return
+        from .callback import RefinementCallback
+
+        trainer, _ = find_trainer(self)
+        handler = getattr(trainer, "callback_handler", None)
+        if handler is None or any(isinstance(member, RefinementCallback) for member in handler.callbacks):
+            return
+        self.recorder = RefinementCallback()
+        logger.info("linear_refined without a schedule file: recording gradient norms (pass 1); the refined schedule "
+                    "goes to %s", os.path.join(args.output_dir, self.recorder.file_name))
+        # The handler is iterating over its current list: add to a new list, and deliver this event by hand.
+        handler.callbacks = handler.callbacks + [self.recorder]
+        self.recorder.on_train_begin(args, state, control, optimizer=optimizer, **kwargs)

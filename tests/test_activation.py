@@ -1,0 +1,241 @@
+"""The flag alone: pass 1 records by itself, mistakes fail at Trainer construction, pass 2 is checked against pass 1."""
+
+import logging
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import Trainer
+
+import hf_linear_decay  # noqa: F401  (registers)
+from hf_linear_decay import RefinementCallback, load_record_file, load_schedule_file
+from hf_linear_decay.activation import RecordingActivator, compare_runs
+from hf_linear_decay.record import RunInfo
+from hf_linear_decay.shapes import resample_schedule
+from tiny import RegressionData, StopAt, TinyRegressor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def recorders(trainer):
+    return [member for member in trainer.callback_handler.callbacks if isinstance(member, RefinementCallback)]
+
+
+def test_every_trainer_gets_an_activator():
+    assert RecordingActivator in __import__("transformers.trainer", fromlist=["x"]).DEFAULT_CALLBACKS
+
+
+def test_pass_1_records_without_a_callback(make_args):
+    args = make_args()
+    trainer = Trainer(TinyRegressor(), args, train_dataset=RegressionData())
+    trainer.train()
+    (recorder,) = recorders(trainer)
+    schedule = load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+    assert schedule.num_steps == 12 and schedule.run.optimizer == "AdamW" and schedule.norm == "l1"
+    logged = [entry["grad_norm"] for entry in trainer.state.log_history if "loss" in entry]
+    np.testing.assert_allclose(schedule.grad_norm_l2, logged, rtol=1e-6)  # bound: pre-clip norms, clipping is on
+    assert load_record_file(os.path.join(args.output_dir, "norm_record.safetensors")).sha256() == schedule.record.sha256()
+
+
+def test_an_explicit_callback_takes_precedence(make_args):
+    explicit = RefinementCallback(tau=0.5)
+    trainer = Trainer(TinyRegressor(), make_args(), train_dataset=RegressionData(), callbacks=[explicit])
+    trainer.train()
+    assert recorders(trainer) == [explicit]
+    assert load_schedule_file(os.path.join(trainer.args.output_dir, "refined_schedule.safetensors")).tau == 0.5
+
+
+@pytest.mark.parametrize("case", ["record_norms_false", "other_scheduler", "custom_scheduler"])
+def test_no_recording_when_turned_off_or_not_linear_refined(make_args, case):
+    model = TinyRegressor()
+    optimizers = (None, None)
+    if case == "record_norms_false":
+        args = make_args(lr_scheduler_kwargs={"record_norms": False})
+    elif case == "other_scheduler":
+        args = make_args(lr_scheduler_type="linear")
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        optimizers = (optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0))
+        args = make_args()
+    trainer = Trainer(model, args, train_dataset=RegressionData(), optimizers=optimizers)
+    trainer.train()
+    assert recorders(trainer) == [] and not os.path.exists(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"schedule": "x"}, r"unknown keys \['schedule'\]"),
+    ({"schedule_file": "{tmp}/missing.safetensors"}, "no such file"),
+    ({"schedule_file": "{tmp}"}, "is a directory, not a file; did you mean .*refined_schedule.safetensors"),
+    ({"schedule_file": "{tmp}/refined_schedule.safetensors", "tau": 2}, r"lr_scheduler_kwargs\['tau'\]"),
+    ({"record_norms": "no"}, r"`lr_scheduler_kwargs\['record_norms'\]` must be true or false"),
+])
+def test_mistakes_fail_at_trainer_construction(make_args, tmp_path, kwargs, message):
+    Trainer(TinyRegressor(), make_args(output_dir=str(tmp_path)), train_dataset=RegressionData()).train()
+    kwargs = {key: value.format(tmp=tmp_path) if isinstance(value, str) else value for key, value in kwargs.items()}
+    args = make_args(output_dir=str(tmp_path / "pass2"), lr_scheduler_kwargs=kwargs)
+    with pytest.raises(ValueError, match=message):
+        Trainer(TinyRegressor(), args, train_dataset=RegressionData())  # before train(): no data or model work wasted
+
+
+def test_a_path_object_is_accepted_and_stays_serialisable(make_args, tmp_path):
+    Trainer(TinyRegressor(), make_args(output_dir=str(tmp_path)), train_dataset=RegressionData()).train()
+    path = pathlib.Path(tmp_path) / "refined_schedule.safetensors"
+    args = make_args(output_dir=str(tmp_path / "pass2"), lr_scheduler_kwargs={"schedule_file": path})
+    trainer = Trainer(TinyRegressor(), args, train_dataset=RegressionData())
+    assert '"schedule_file": "' + str(path) in args.to_json_string()
+    trainer.train()
+    multipliers = resample_schedule(load_schedule_file(path).multipliers, 12)
+    lrs = [entry["learning_rate"] for entry in trainer.state.log_history if "loss" in entry]
+    np.testing.assert_allclose(lrs, 0.05 * multipliers, rtol=1e-12, atol=1e-18)
+
+
+def test_compare_runs_says_which_differences_matter():
+    recorded = RunInfo(optimizer="AdamW", world_size=2, gradient_accumulation_steps=2, per_device_train_batch_size=8,
+                       max_grad_norm=1.0, precision="bf16")
+    same_batch = RunInfo(optimizer="Adafactor", world_size=4, gradient_accumulation_steps=1,
+                         per_device_train_batch_size=8, max_grad_norm=1.0, precision="bf16")
+    lines = compare_runs(recorded, same_batch)
+    assert len(lines) == 2 and "same global batch, harmless" in lines[0] and "same family, harmless" in lines[1]
+    other = RunInfo(optimizer="SGD", world_size=1, gradient_accumulation_steps=1, per_device_train_batch_size=4,
+                    max_grad_norm=0.0, precision="fp16")
+    lines = compare_runs(recorded, other)
+    assert lines[0].startswith("global batch 4 (4 per device × 1 accumulation × 1 processes) here vs global batch 32")
+    assert "another family" in lines[1] and "max_grad_norm 0 here vs 1" in lines[2] and "precision fp16" in lines[3]
+    assert compare_runs(recorded, recorded) == [] and compare_runs(RunInfo(), other) == []
+
+
+def test_pass_2_warns_per_difference_with_pass_1(make_args, caplog):
+    first = make_args(output_dir=make_args().output_dir + "1")
+    Trainer(TinyRegressor(), first, train_dataset=RegressionData()).train()
+    path = os.path.join(first.output_dir, "refined_schedule.safetensors")
+    second = make_args(output_dir=make_args().output_dir + "2", per_device_train_batch_size=4, optim="sgd",
+                       lr_scheduler_kwargs={"schedule_file": path})
+    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.activation"):
+        Trainer(TinyRegressor(), second, train_dataset=RegressionData()).train()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "hf_linear_decay.activation"]
+    assert len(warnings) == 2
+    assert "global batch 4 (4 per device × 1 accumulation × 1 processes) here vs global batch 8" in warnings[0]
+    assert "optimizer SGD here vs AdamW when recorded: another family" in warnings[1]
+
+
+def test_a_resumed_pass_2_keeps_its_schedule_when_the_file_changes(make_args, caplog):
+    pass1 = make_args(output_dir=make_args().output_dir + "p1")
+    Trainer(TinyRegressor(), pass1, train_dataset=RegressionData()).train()
+    path = os.path.join(pass1.output_dir, "refined_schedule.safetensors")
+    original = resample_schedule(load_schedule_file(path).multipliers, 12)
+    pass2 = make_args(output_dir=make_args().output_dir + "p2", save_strategy="steps", save_steps=4,
+                      lr_scheduler_kwargs={"schedule_file": path})
+    Trainer(TinyRegressor(), pass2, train_dataset=RegressionData(), callbacks=[StopAt(4)]).train()
+    # The file is refined again in between (another tau): the schedule it gives differs.
+    from hf_linear_decay.cli import main
+
+    assert main(["refine", path, "-o", path, "--tau", "0.9"]) == 0
+    assert not np.allclose(resample_schedule(load_schedule_file(path).multipliers, 12), original)
+    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.scheduler"):
+        trainer = Trainer(TinyRegressor(), pass2, train_dataset=RegressionData())
+        trainer.train(resume_from_checkpoint=os.path.join(pass2.output_dir, "checkpoint-4"))
+    lrs = [entry["learning_rate"] for entry in trainer.state.log_history if "loss" in entry]
+    np.testing.assert_allclose(lrs, 0.05 * original, rtol=1e-12, atol=1e-18)  # steps 0-3 logged before the stop
+    assert "resuming with the schedule pinned in the checkpoint" in caplog.text and path in caplog.text
+
+
+def test_a_diverged_pass_1_is_refused_with_the_reason(make_args, caplog, capsys):
+    class Diverges(TinyRegressor):
+        calls = 0
+
+        def forward(self, x, labels=None):
+            out = super().forward(x, labels)
+            if self.training:
+                Diverges.calls += 1
+                if Diverges.calls > 6:  # 10 of 16 steps non-finite
+                    out["loss"] = out["loss"] * float("nan")
+            return out
+
+    args = make_args(max_steps=16, max_grad_norm=0.0, output_dir=make_args().output_dir + "div")
+    with caplog.at_level(logging.WARNING):
+        trainer = Trainer(Diverges(), args, train_dataset=RegressionData())
+        trainer.train()
+    assert not os.path.exists(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+    assert "10 of 16 steps (62%) were skipped" in caplog.text and "force" in caplog.text
+    record = load_record_file(os.path.join(args.output_dir, "norm_record.safetensors"))  # nothing is lost
+    assert int(record.skipped.sum()) == 10
+    trainer.save_state()  # trainer_state.json beside it, pointing at the record
+    from hf_linear_decay.cli import main
+
+    state, out = os.path.join(args.output_dir, "trainer_state.json"), os.path.join(args.output_dir, "forced.safetensors")
+    assert main(["refine", state, "-o", out]) == 2
+    assert "the run diverged or overflowed" in capsys.readouterr().err and not os.path.exists(out)
+    assert main(["refine", os.path.join(args.output_dir, "norm_record.safetensors"), "-o", out, "--force"]) == 0
+    assert load_schedule_file(out).skipped.sum() == 10
+
+
+def test_a_few_skipped_steps_only_warn(make_args, caplog):
+    class OverflowsOnce(TinyRegressor):
+        calls = 0
+
+        def forward(self, x, labels=None):
+            out = super().forward(x, labels)
+            if self.training:
+                OverflowsOnce.calls += 1
+                if OverflowsOnce.calls == 3:  # 1 of 12 steps
+                    out["loss"] = out["loss"] * float("inf")
+            return out
+
+    class SkipsNonFinite(torch.optim.SGD):
+        """Skips the update on a non-finite gradient, as GradScaler does on overflow."""
+
+        def step(self, closure=None):
+            if any(not torch.isfinite(p.grad).all() for g in self.param_groups for p in g["params"]):
+                return None
+            return super().step(closure)
+
+    args = make_args(max_grad_norm=0.0, output_dir=make_args().output_dir + "once")
+    model = OverflowsOnce()
+    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.methods"):
+        Trainer(model, args, train_dataset=RegressionData(),
+                optimizers=(SkipsNonFinite(model.parameters(), lr=0.05), None)).train()
+    assert load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors")).skipped.sum() == 1
+    assert "1 of 12 steps (8%) were skipped" in caplog.text
+
+
+STOCK_SCRIPT = textwrap.dedent('''
+    """A stock-style training script (HfArgumentParser, no hf_linear_decay import, no callback)."""
+    from transformers import HfArgumentParser, Trainer, TrainingArguments
+    from tiny import TinyRegressor, RegressionData
+
+    if __name__ == "__main__":
+        (args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses()
+        trainer = Trainer(TinyRegressor(), args, train_dataset=RegressionData())
+        trainer.train()
+        print("lrs:", [h["learning_rate"] for h in trainer.state.log_history if "loss" in h])
+''')
+
+
+def test_stock_script_under_the_runner_records_and_pass_2_follows(tmp_path):
+    script = tmp_path / "train_stock.py"
+    script.write_text(STOCK_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    common = ["--lr_scheduler_type", "linear_refined", "--max_steps", "8", "--use_cpu", "true", "--report_to", "none",
+              "--logging_steps", "1", "--learning_rate", "0.1", "--save_strategy", "no", "--disable_tqdm", "true"]
+
+    def run(*flags):
+        result = subprocess.run([sys.executable, "-m", "hf_linear_decay.run", str(script), *common, *flags],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    run("--output_dir", str(tmp_path / "pass1"))
+    path = tmp_path / "pass1" / "refined_schedule.safetensors"
+    schedule = load_schedule_file(path)
+    assert schedule.num_steps == 8 and schedule.run.optimizer.startswith("AdamW")
+    result = run("--output_dir", str(tmp_path / "pass2"), "--lr_scheduler_kwargs", f'{{"schedule_file": "{path}"}}')
+    lrs = eval(result.stdout.split("lrs:")[1].strip().splitlines()[0])
+    np.testing.assert_allclose(lrs, 0.1 * schedule.multipliers, rtol=1e-12, atol=1e-18)
+    assert not (tmp_path / "pass2" / "refined_schedule.safetensors").exists()  # pass 2 does not record by itself
+    run("--output_dir", str(tmp_path / "off"), "--lr_scheduler_kwargs", '{"record_norms": false}')
+    assert not (tmp_path / "off" / "refined_schedule.safetensors").exists()
