@@ -1,7 +1,8 @@
 """Plot a schedule file: raw and smoothed gradient norms, and the refined schedule beside linear and cosine decay.
 
 Long runs are drawn from a min/max envelope of at most `MAX_POINTS` buckets (a figure has about 2,000 pixels across),
-so a 10-million-step file plots in seconds and its spikes stay visible.
+so a 10-million-step file plots in seconds and its spikes stay visible. Above `SMOOTHING_STEPS` steps the displayed
+median-filtered norms are computed on every k-th step (the legend says so); the schedule itself is drawn exactly.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import numpy as np
 
 from ._atomic import atomic_path
 from .methods import RefinedSchedule
-from .refine import refine
+from .refine import fill_invalid_norms, filter_width, median_filter_norms
 from .shapes import cosine_decay, linear_decay
 
 MAX_POINTS = 2000
+SMOOTHING_STEPS = 1_000_000
 
 
 def envelope(values, max_points: int = MAX_POINTS):
@@ -30,11 +32,11 @@ def envelope(values, max_points: int = MAX_POINTS):
             np.minimum.reduceat(values, edges[:-1]), np.maximum.reduceat(values, edges[:-1]))
 
 
-def _draw(axis, values, label: str, **style) -> None:
+def _draw(axis, values, label: str, stride: int = 1, **style) -> None:
     steps, mean, low, high = envelope(values)
-    axis.plot(steps, mean, label=label, **style)
+    axis.plot(steps * stride, mean, label=label, **style)
     if low is not mean:
-        axis.fill_between(steps, low, high, color=style.get("color"), alpha=0.2, linewidth=0)
+        axis.fill_between(steps * stride, low, high, color=style.get("color"), alpha=0.2, linewidth=0)
 
 
 def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) -> str:
@@ -51,14 +53,17 @@ def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) 
         raise ImportError("plotting needs matplotlib: `pip install 'hf_linear_decay[plots]'`") from None
 
     # The paper's smoothing of the norms the schedule came from, to show what the refinement saw.
-    seen = refine(schedule.grad_norms, tau=schedule.tau, power=schedule.power, skipped=schedule.skipped)
+    filled, invalid = fill_invalid_norms(schedule.grad_norms, schedule.skipped)
+    stride = -(-schedule.num_steps // SMOOTHING_STEPS)
+    smoothed = median_filter_norms(filled[::stride], schedule.tau)
+    label = f"median-filtered (tau={schedule.tau:g}, {filter_width(schedule.num_steps, schedule.tau)} steps)"
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    _draw(top, seen.filled_norms, f"raw {schedule.norm} norm", color="tab:gray", alpha=0.6, linewidth=0.8)
-    _draw(top, seen.smoothed_norms, f"median-filtered (tau={schedule.tau:g}, {seen.filter_width} steps)",
+    _draw(top, filled, f"raw {schedule.norm} norm", color="tab:gray", alpha=0.6, linewidth=0.8)
+    _draw(top, smoothed, label + (f", shown from every {stride}th step" if stride > 1 else ""), stride,
           color="tab:blue", linewidth=1.8)
-    if seen.invalid.any():
-        invalid = np.flatnonzero(seen.invalid)[:: max(1, int(seen.invalid.sum()) // MAX_POINTS)]
-        top.scatter(invalid, seen.filled_norms[invalid], color="tab:red", s=10, label=f"skipped / filled ({seen.num_filled})")
+    if invalid.any():
+        shown = np.flatnonzero(invalid)[:: max(1, int(invalid.sum()) // MAX_POINTS)]
+        top.scatter(shown, filled[shown], color="tab:red", s=10, label=f"skipped / filled ({int(invalid.sum())})")
     top.set_yscale("log")
     top.set_ylabel(f"gradient {schedule.norm} norm")
     top.legend(loc="best", fontsize=8)

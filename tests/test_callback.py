@@ -106,6 +106,9 @@ def test_checkpoints_get_their_own_file(make_args):
     assert saved["attributes"]["sha256"] == load_record_file(
         os.path.join(args.output_dir, "checkpoint-5", "norm_record.safetensors")).sha256()
     assert saved["args"]["tau"] == 0.1
+    with open(os.path.join(args.output_dir, "checkpoint-10", "trainer_state.json")) as handle:
+        later = json.load(handle)["stateful_callbacks"]["RefinementCallback"]
+    assert len(json.dumps(later)) == len(json.dumps(saved)) + 1  # 5 -> 10 steps: one more digit, nothing per step
 
 
 def test_second_run_follows_the_file(make_args, caplog):

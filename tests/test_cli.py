@@ -196,3 +196,30 @@ def test_a_closed_pipe_ends_quietly(schedule_path):
     for _ in range(3):
         result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True)
         assert result.stderr == "" and result.returncode in (0, 141), (result.returncode, result.stderr)
+
+
+def test_zero_and_negative_norms_are_filled_and_reported(tmp_path, capsys):
+    (tmp_path / "norms.csv").write_text("norm\n" + "\n".join(["3.0", "0.0", "2.0", "-1.0"] + ["1.0"] * 36) + "\n")
+    code, stdout, stderr = run_cli(capsys, "refine", tmp_path / "norms.csv", "-o", tmp_path / "o.safetensors")
+    assert code == 0, stderr
+    assert "2 skipped or invalid step(s) filled from neighbours" in stdout  # as the README says: values <= 0 are filled
+    schedule = load_schedule_file(tmp_path / "o.safetensors")
+    assert schedule.skipped.tolist()[:4] == [False, True, False, True]
+    assert schedule.grad_norm_l2[3] == -1.0  # kept as given, flagged
+
+
+def test_unreadable_inputs_get_the_packages_message(tmp_path, capsys, monkeypatch):
+    path = make_file(tmp_path / "s.safetensors", grad_norm_l2=np.linspace(3, 1, 20))
+    real_access, real_stat = os.access, os.stat
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode))
+    code, _, stderr = run_cli(capsys, "inspect", path)
+    assert code == 2 and "permission denied; make the file readable" in stderr and "Traceback" not in stderr
+
+    def stat(p, *args, **kwargs):
+        if str(p).startswith(str(tmp_path / "locked")):
+            raise PermissionError(13, "Permission denied")
+        return real_stat(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    code, _, stderr = run_cli(capsys, "refine", tmp_path / "locked" / "norms.csv")
+    assert code == 2 and "permission denied on a folder above it" in stderr
