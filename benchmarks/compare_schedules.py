@@ -1,0 +1,266 @@
+"""Does refinement beat linear and cosine, where, by how much? Problems x schedules x LR grid x seeds.
+
+    python benchmarks/compare_schedules.py --smoke                         # seconds: synthetic problem, CI runs it
+    python benchmarks/prepare_convex_data.py                               # once: the 9 real data sets
+    python benchmarks/compare_schedules.py --convex --jobs 2               # the full convex suite (~25 min, 2 cores)
+    python benchmarks/compare_schedules.py --lm --jobs 2                   # the small LM on CPU, real Trainer path
+    python benchmarks/compare_schedules.py --lm --lm_size gpu              # the LM at GPU size (needs a GPU)
+
+Every schedule runs at its own best peak LR, chosen by the mean over seeds on a log grid that is extended at an
+edge until the best LR is inside it. Figures: the last iterate's suboptimality f(x_T) - f* (convex) or the final
+eval loss (LM), as a ratio to linear decay's at its best LR; the per-seed ratios' min-max (seed spread); a paired
+Wilcoxon signed-rank test over seeds (win/loss when p < 0.05, else tie); the geometric mean and the worst case over
+problems; and each refined schedule's area (mean multiplier / linear decay's). Outputs in `--out_dir`: runs.csv
+(every run), summary.json, results.md (tables), and one PNG per optimizer.
+
+Schedules: transformers' linear and cosine to 0, each with and without a 5% warm-up, and WSD (5% warm-up, 20%
+cooldown); the package's refinement (`paper`, and any other method it ships) from a linear pass 1, through the
+schedule file and `linear_refined`; the same from a constant-LR pilot; and the robust-default candidates of
+`schedule_shapes.candidates`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import convex_suite  # noqa: E402
+import schedule_shapes  # noqa: E402
+
+GRID_CENTER = {"sgd": 1.0, "adam": 0.01}
+OPTIMIZER_NORM = {"sgd": "l2", "adam": "l1"}
+OPTIMIZER_NAME = {"sgd": "SGD", "adam": "Adam"}
+
+
+def _grid(center: float, points: int, decades: float) -> np.ndarray:
+    return center * np.logspace(-decades / 2, decades / 2, points)
+
+
+class ConvexStudy:
+    """One (problem, optimizer): every schedule at its own best LR over the same seeds."""
+
+    def __init__(self, problem, data, optimizer, steps, seeds, grid_points, decades):
+        self.problem, self.optimizer, self.steps = problem, optimizer, steps
+        self.X, self.y, self.classes = data
+        self.fstar = convex_suite.optimum(self.X, self.y, self.classes)
+        batch = 16 if len(self.X) < 1000 else 32
+        self.indices = convex_suite.batch_indices(len(self.X), steps, seeds, batch)
+        self.pilot_indices = convex_suite.batch_indices(len(self.X), steps, [10_000 + seeds[-1]], batch)
+        self.seeds, self.grid_points, self.decades = list(seeds), grid_points, decades
+        self.rows, self.results = [], {}
+
+    def evaluate(self, name, multipliers, lrs):
+        W, _ = convex_suite.train(self.X, self.y, self.classes, multipliers, lrs, self.indices, self.optimizer)
+        subs = np.maximum(convex_suite.full_objective(W, self.X, self.y) - self.fstar, 0.0)
+        for lr, row in zip(lrs, subs):
+            for seed, value in zip(self.seeds, row):
+                self.rows.append((self.problem, self.optimizer, name, float(lr), seed, float(value)))
+        return subs
+
+    def best(self, name, multipliers, center):
+        """Search the LR grid around `center`, extending it at an edge (4 points at a time) until the best is inside."""
+        step = self.decades / (self.grid_points - 1)
+        lrs = _grid(center, self.grid_points, self.decades)
+        subs = self.evaluate(name, multipliers, lrs)
+        for _ in range(6):
+            index = int(np.argmin(subs.mean(axis=1)))
+            if 0 < index < len(lrs) - 1:
+                break
+            side = -1 if index == 0 else 1
+            edge = lrs[0] if side < 0 else lrs[-1]
+            more = edge * 10 ** (side * step * np.arange(1, 5))
+            more_subs = self.evaluate(name, multipliers, more)
+            lrs = np.concatenate([more[::-1], lrs]) if side < 0 else np.concatenate([lrs, more])
+            subs = np.concatenate([more_subs[::-1], subs]) if side < 0 else np.concatenate([subs, more_subs])
+        index = int(np.argmin(subs.mean(axis=1)))
+        self.results[name] = {"best_lr": float(lrs[index]), "per_seed": subs[index].tolist(),
+                              "edge": index in (0, len(lrs) - 1), "area": schedule_shapes.area(multipliers)}
+        return lrs[index]
+
+    def pass_one(self, multipliers, lr):
+        """A pass 1 at `lr` on the pilot seed, recorded as the callback would: a NormRecord of both norms and the LR."""
+        from hf_linear_decay.record import NormRecord, RunInfo
+
+        _, norms = convex_suite.train(self.X, self.y, self.classes, multipliers, [lr], self.pilot_indices,
+                                      self.optimizer, record_norms=True)
+        return NormRecord.from_columns({"grad_norm_l2": norms[0, 0, :, 0], "grad_norm_l1": norms[0, 0, :, 1],
+                                        "lr": lr * multipliers}, run=RunInfo(optimizer=OPTIMIZER_NAME[self.optimizer]))
+
+    def run(self):
+        from hf_linear_decay.methods import METHODS
+
+        shapes = schedule_shapes.baselines(self.steps)
+        coarse = ConvexStudy.__new__(ConvexStudy)  # a quick 6-decade scan of linear decay picks the grid centre
+        coarse.__dict__.update(self.__dict__, rows=[], results={}, indices=self.indices[:3], seeds=self.seeds[:3],
+                               grid_points=13, decades=6.0)
+        center = coarse.best("linear", shapes["linear"], GRID_CENTER[self.optimizer])
+        for name, multipliers in shapes.items():
+            self.best(name, multipliers, center)
+        linear_lr = self.results["linear"]["best_lr"]
+        record = self.pass_one(shapes["linear"], linear_lr)
+        pilot = self.pass_one(shapes["constant"], linear_lr)
+        refined = {}
+        for method in METHODS:
+            refined[method] = schedule_shapes.refined_through_the_package(record, method, self.steps)
+        refined["paper_constant_pilot"] = schedule_shapes.refined_through_the_package(pilot, "paper", self.steps)
+        refined.update(schedule_shapes.candidates(record, refined["paper"], OPTIMIZER_NORM[self.optimizer]))
+        for name, multipliers in refined.items():
+            self.best(name, multipliers, center)
+            self.results[name]["refined"] = True
+        return self.problem, self.optimizer, self.results, self.rows
+
+
+def _run_study(arguments):
+    problem, optimizer, data_dir, steps, seeds, grid_points, decades = arguments
+    data = convex_suite.synthetic_problem() if problem == "synthetic" else convex_suite.load_problem(problem, data_dir)
+    start = time.perf_counter()
+    result = ConvexStudy(problem, data, optimizer, steps, seeds, grid_points, decades).run()
+    print(f"  {problem}/{optimizer}: {time.perf_counter() - start:.0f} s", flush=True)
+    return result
+
+
+def paired(per_seed, baseline):
+    """Ratio of means, per-seed ratio range, and the paired test's verdict: win, loss or tie."""
+    from scipy.stats import wilcoxon
+
+    per_seed, baseline = np.asarray(per_seed), np.asarray(baseline)
+    ratio = per_seed.mean() / baseline.mean()
+    with np.errstate(all="ignore"):
+        seed_ratios = per_seed / baseline
+        logs = np.log(seed_ratios)
+    if not np.isfinite(logs).all():
+        verdict = "loss" if ratio > 1 else "win"
+    elif np.allclose(logs, 0):
+        verdict = "tie"
+    else:
+        p = wilcoxon(logs).pvalue
+        verdict = "tie" if p >= 0.05 else ("win" if ratio < 1 else "loss")
+    return float(ratio), float(np.min(seed_ratios)), float(np.max(seed_ratios)), verdict
+
+
+def report(summary, out_dir, reference="linear"):
+    """results.md and one PNG per optimizer from `summary[optimizer][problem][schedule]`."""
+    lines = []
+    for optimizer, problems in summary.items():
+        names = [name for name in next(iter(problems.values())) if name != reference]
+        lines += [f"## {optimizer.upper()}: each schedule at its own best LR, suboptimality as a ratio to "
+                  f"{reference} decay's (per-seed min-max; W/T/L by a paired Wilcoxon test over seeds, p < 0.05)", "",
+                  "| problem | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        stats = {name: {"ratios": [], "verdicts": []} for name in names}
+        for problem, results in problems.items():
+            cells = []
+            for name in names:
+                ratio, low, high, verdict = paired(results[name]["per_seed"], results[reference]["per_seed"])
+                stats[name]["ratios"].append(ratio)
+                stats[name]["verdicts"].append(verdict)
+                mark = {"win": "**", "loss": "_", "tie": ""}[verdict]
+                edge = " (edge)" if results[name]["edge"] else ""
+                cells.append(f"{mark}{ratio:.2f}{mark} ({low:.2f}-{high:.2f}){edge}")
+            lines.append(f"| {problem} | " + " | ".join(cells) + " |")
+        geo = [math.exp(np.mean(np.log(stats[name]["ratios"]))) for name in names]
+        lines.append("| **geo-mean** | " + " | ".join(f"{value:.2f}" for value in geo) + " |")
+        lines.append("| **worst** | " + " | ".join(f"{max(stats[name]['ratios']):.2f}" for name in names) + " |")
+        lines.append("| **W/T/L** | " + " | ".join(
+            "/".join(str(stats[name]["verdicts"].count(v)) for v in ("win", "tie", "loss")) for name in names) + " |")
+        refined = [name for name in names if next(iter(problems.values()))[name].get("refined")]
+        lines += ["", f"Area (mean multiplier / linear decay's) of the refined schedules, {optimizer.upper()}:", "",
+                  "| problem | " + " | ".join(refined) + " |", "|---" * (len(refined) + 1) + "|"]
+        for problem, results in problems.items():
+            lines.append(f"| {problem} | " + " | ".join(f"{results[name]['area']:.2f}" for name in refined) + " |")
+        lines.append("")
+        _plot(optimizer, problems, names, stats, os.path.join(out_dir, f"compare_{optimizer}.png"), reference)
+    text = "\n".join(lines)
+    with open(os.path.join(out_dir, "results.md"), "w") as handle:
+        handle.write(text + "\n")
+    return text
+
+
+def _plot(optimizer, problems, names, stats, path, reference):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(max(8, 0.9 * len(names) + 3), 4.5))
+    width = 0.8 / len(problems)
+    for index, problem in enumerate(problems):
+        ratios = [stats[name]["ratios"][index] for name in names]
+        axis.bar(np.arange(len(names)) + index * width, ratios, width, label=problem)
+    axis.axhline(1.0, color="black", linewidth=1)
+    axis.set_yscale("log")
+    axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=35, ha="right", fontsize=8)
+    axis.set_ylabel(f"suboptimality / {reference}'s (best LR each)")
+    axis.set_title(f"{optimizer.upper()}: below 1 = better than {reference} decay")
+    axis.legend(fontsize=7, ncol=3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def run_convex(problems, optimizers, options):
+    tasks = [(p, o, options.data_dir, options.steps, list(range(options.seeds)), options.grid_points, options.decades)
+             for p in problems for o in optimizers]
+    summary, rows = {o: {} for o in optimizers}, []
+    with ProcessPoolExecutor(max_workers=options.jobs) as pool:
+        for problem, optimizer, results, study_rows in pool.map(_run_study, tasks):
+            summary[optimizer][problem] = results
+            rows += study_rows
+    return summary, rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="synthetic problem, few steps and seeds (seconds)")
+    parser.add_argument("--convex", action="store_true", help="the 9-problem logistic-regression suite")
+    parser.add_argument("--lm", action="store_true", help="the small LM through the real Trainer path")
+    parser.add_argument("--problems", default=None, help="comma-separated subset of the convex problems")
+    parser.add_argument("--optimizers", default="sgd,adam")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--grid_points", type=int, default=25)
+    parser.add_argument("--decades", type=float, default=3.0)
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (set OMP_NUM_THREADS=1 with several)")
+    parser.add_argument("--data_dir", default=os.path.join(HERE, "data", "convex"))
+    parser.add_argument("--out_dir", default=os.path.join(HERE, "results", "compare"))
+    parser.add_argument("--lm_size", default="cpu", choices=("cpu", "gpu"))
+    options = parser.parse_args(argv)
+    if not (options.smoke or options.convex or options.lm):
+        parser.error("choose --smoke, --convex or --lm")
+    os.makedirs(options.out_dir, exist_ok=True)
+    optimizers = options.optimizers.split(",")
+    start = time.perf_counter()
+    if options.smoke:
+        options.steps, options.seeds, options.grid_points, options.decades = 120, 3, 7, 3.0
+        problems = ["synthetic"]
+    elif options.convex:
+        problems = options.problems.split(",") if options.problems else convex_suite.list_problems(options.data_dir)
+    if options.smoke or options.convex:
+        summary, rows = run_convex(problems, optimizers, options)
+        with open(os.path.join(options.out_dir, "runs.csv"), "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["problem", "optimizer", "schedule", "lr", "seed", "suboptimality"])
+            writer.writerows(rows)
+        with open(os.path.join(options.out_dir, "summary.json"), "w") as handle:
+            json.dump(summary, handle, indent=1)
+        print(report(summary, options.out_dir))
+    if options.lm:
+        import lm_problem
+
+        print(lm_problem.run_study(options))
+    print(f"\n{time.perf_counter() - start:.0f} s; results in {options.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
