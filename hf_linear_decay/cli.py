@@ -5,7 +5,8 @@ Subcommands:
   a schedule file (re-refined from its record), a Trainer `trainer_state.json` or a CSV/text file of norms;
 - `export FILE --csv [--column multipliers]`: print one column, one value per line, full float precision;
 - `inspect FILE [--json]`: peak, warm-up, distance from linear decay, skipped steps, metadata;
-- `plot FILE -o PNG`: raw and smoothed norms, and the refined schedule beside linear and cosine decay.
+- `plot FILE -o PNG`: raw and smoothed norms, and the refined schedule beside linear and cosine decay;
+- `compare RUN... [-o PNG]`: LR, train and eval loss of several runs from their trainer_state.json, and a table.
 
 Exit codes: 0 on success; 2 on bad usage or bad input, with one line on stderr and no traceback.
 """
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", metavar="FILE")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
 
+    compare = commands.add_parser("compare", help="compare runs: LR, train and eval loss curves and a table",
+                                  description="Compare Trainer runs from their trainer_state.json (a run directory, "
+                                  "its latest checkpoint, or the file itself): a table of final and best eval loss "
+                                  "relative to the first run, and with -o a figure of the LR, train and eval loss.")
+    compare.add_argument("runs", metavar="RUN", nargs="+")
+    compare.add_argument("-o", "--output", default=None, help="image file to write (PNG, SVG or PDF)")
+
     plot = commands.add_parser("plot", help="plot norms and the refined schedule")
     plot.add_argument("file", metavar="FILE")
     plot.add_argument("-o", "--output", required=True, help="image file to write (PNG, SVG or PDF)")
@@ -130,6 +138,13 @@ def _run(args) -> int:
     elif args.command == "inspect":
         summary = summarize_schedule(load_schedule_file(args.file))
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    elif args.command == "compare":
+        from .compare import compare_table, plot_runs, read_run
+
+        runs = [read_run(run) for run in args.runs]
+        print(compare_table(runs))
+        if args.output:
+            print(f"wrote {plot_runs(runs, args.output)}")
     elif args.command == "plot":
         from .plot import plot_schedule
 
@@ -156,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError(f"{PROG}: error: a COMMAND is required: refine, export, inspect or plot "
+            raise UsageError(f"{PROG}: error: a COMMAND is required: refine, export, inspect, plot or compare "
                              f"(see `{PROG} --help`)")
         code = _run(args)
         sys.stdout.flush()

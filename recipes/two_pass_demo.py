@@ -29,6 +29,7 @@ import time
 import torch
 
 import hf_linear_decay
+from hf_linear_decay.compare import compare_table, plot_runs, read_run
 from hf_linear_decay.plot import plot_schedule
 from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes, tiny_gpt
 from hf_linear_decay.summary import summarize_schedule
@@ -45,6 +46,7 @@ def train_once(name, args_common, train_set, eval_set, block_size, seed, lr_sche
     start = time.perf_counter()
     trainer.train()
     metrics = trainer.evaluate()
+    trainer.save_state()  # trainer_state.json in the run folder, for `hf-linear-decay compare`
     return {"name": name, "eval_loss": metrics["eval_loss"], "seconds": time.perf_counter() - start}
 
 
@@ -98,6 +100,11 @@ def main(argv=None):
           f"{summary['peak_step']} of {schedule.num_steps} ({100 * summary['peak_fraction']:.1f}%), "
           f"{summary['warmup_steps']} steps to 90% of peak, area ratio to linear {summary['area_ratio_to_linear']:.2f}")
     print(f"schedule file: {schedule_path}")
+    runs = [read_run(os.path.join(options.output_dir, row["name"])) for row in results]
+    print()
+    print(compare_table(runs))
+    print(f"curves:        {plot_runs(runs, os.path.join(options.output_dir, 'compare.png'))} "
+          f"(hf-linear-decay compare {' '.join(os.path.join(options.output_dir, row['name']) for row in results)})")
     print(f"plot:          {plot_path}")
     with open(os.path.join(options.output_dir, "results.json"), "w") as handle:
         json.dump({"results": results, "schedule_summary": {k: v for k, v in summary.items() if k != "metadata"}},

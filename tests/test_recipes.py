@@ -1,5 +1,6 @@
 """The README's main job and the recipes run end to end (shortened)."""
 
+import json
 import os
 import re
 import subprocess
@@ -36,15 +37,37 @@ def test_two_pass_demo_short(tmp_path):
     schedule = load_schedule_file(out / "pass1_linear" / "refined_schedule.safetensors")
     assert schedule.num_steps == 12 and schedule.run.optimizer == "AdamW"
     assert (out / "refined_schedule.png").read_bytes()[:4] == b"\x89PNG"
+    # the three run folders compared from their trainer_state.json (the `compare` command on real runs)
+    assert re.search(r"\| cosine \| 12 \| \d+\.\d+ \| \d+\.\d+ \| \d+\.\d+ \| [+-]\d+\.\d+% \|", result.stdout)
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.distributed
-def test_pretrain_recipe_with_the_cpu_two_process_config(tmp_path):
-    out = tmp_path / "cpu2"
-    run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/configs/cpu_2proc.yaml",
-         "-m", "hf_linear_decay.run", "recipes/pretrain_gpt.py", "--output_dir", str(out), "--use_cpu", "true",
-         "--lr_scheduler_type", "linear_refined", "--max_steps", "6", "--n_layer", "1", "--n_embd", "32",
-         "--n_head", "2", "--block_size", "64", "--train_bytes", "200000", "--report_to", "none",
-         "--per_device_train_batch_size", "4", "--disable_tqdm", "true", "--save_strategy", "no"])
-    schedule = load_schedule_file(out / "refined_schedule.safetensors")
-    assert schedule.num_steps == 6 and schedule.run.world_size == 2
+def test_llm_recipe_two_passes_on_two_cpu_processes(tmp_path):
+    data = tmp_path / "data"
+    prepared = run([sys.executable, "recipes/prepare_corpus.py", "--out", str(data), "--max_documents", "60"])
+    assert "sha256" in prepared.stdout and (data / "train.jsonl").exists() and (data / "validation.jsonl").exists()
+    common = ["--data_dir", str(data), "--model_size", "tiny", "--max_steps", "8", "--use_cpu", "true",
+              "--lr_scheduler_type", "linear_refined", "--per_device_train_batch_size", "2", "--block_size", "32",
+              "--vocab_size", "400", "--logging_steps", "1", "--report_to", "none", "--save_strategy", "no",
+              "--disable_tqdm", "true", "--learning_rate", "3e-3", "--max_eval_blocks", "8"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/configs/cpu_2proc.yaml",
+              "-m", "hf_linear_decay.run", "recipes/pretrain_llm.py"]
+    first = run([*launch, "--output_dir", str(tmp_path / "pass1"), *common])
+    schedule = load_schedule_file(tmp_path / "pass1" / "refined_schedule.safetensors")
+    assert schedule.num_steps == 8 and schedule.run.world_size == 2 and schedule.norm == "l1"  # AdamW: Alg. 2
+    # Each rank read the same packed dataset: the main process built it, the other loaded it.
+    paths = re.findall(r"\[rank (\d)\] training blocks: ([\d,]+) from (\S+) \((built|reused)\)", first.stdout)
+    assert sorted(p[0] for p in paths) == ["0", "1"] and len({p[1:3] for p in paths}) == 1
+    assert {p[0]: p[3] for p in paths} == {"0": "built", "1": "reused"}
+    assert re.search(r"eval loss \d+\.\d+, perplexity \d+\.\d+, [\d,]+ tokens/s", first.stdout)
+    second = run([*launch, "--output_dir", str(tmp_path / "pass2"), *common, "--lr_scheduler_kwargs",
+                  f'{{"schedule_file": "{tmp_path / "pass1" / "refined_schedule.safetensors"}"}}'])
+    assert "(reused)" in second.stdout and "(built)" not in second.stdout  # pass 2 sees the same blocks
+    state = json.load(open(tmp_path / "pass2" / "trainer_state.json"))
+    lrs = [entry["learning_rate"] for entry in state["log_history"] if "loss" in entry]
+    assert lrs == pytest.approx(list(3e-3 * schedule.multipliers), rel=1e-9, abs=1e-15)
+    table = run([sys.executable, "-m", "hf_linear_decay", "compare", str(tmp_path / "pass1"), str(tmp_path / "pass2"),
+                 "-o", str(tmp_path / "compare.png")])
+    assert re.search(r"\| pass2 \| 8 \| \d+\.\d+ \| \d+\.\d+ \| \d+\.\d+ \| [+-]\d+\.\d+% \|", table.stdout)
+    assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"

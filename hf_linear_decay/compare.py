@@ -1,0 +1,110 @@
+"""Compare training runs from their `trainer_state.json`: LR schedules, train and eval loss, and a table.
+
+`hf-linear-decay compare RUN_DIR... [-o compare.png]`. A run is a Trainer `output_dir` (its `trainer_state.json`, else
+that of its latest `checkpoint-N/`) or a `trainer_state.json` itself. JSON only: no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+from ._atomic import atomic_path
+from ._paths import check_readable_file
+
+__all__ = ["RunCurves", "compare_table", "plot_runs", "read_run"]
+
+
+class RunCurves:
+    """The logged curves of one run: `(step, value)` lists for `learning_rate`, `loss` and `eval_loss`."""
+
+    def __init__(self, name: str, path: str, history: list):
+        self.name, self.path = name, path
+        self.curves = {key: [(entry["step"], float(entry[key])) for entry in history
+                             if isinstance(entry, dict) and isinstance(entry.get(key), (int, float))
+                             and not isinstance(entry.get(key), bool) and isinstance(entry.get("step"), int)]
+                       for key in ("learning_rate", "loss", "eval_loss")}
+
+    def last(self, key):
+        return self.curves[key][-1][1] if self.curves[key] else math.nan
+
+    def best(self, key):
+        values = [value for _, value in self.curves[key] if math.isfinite(value)]
+        return min(values) if values else math.nan
+
+
+def _state_path(run: str) -> str:
+    if os.path.isdir(run):
+        direct = os.path.join(run, "trainer_state.json")
+        if os.path.isfile(direct):
+            return direct
+        checkpoints = [(int(m.group(1)), name) for name in os.listdir(run)
+                       if (m := re.fullmatch(r"checkpoint-(\d+)", name)) and
+                       os.path.isfile(os.path.join(run, name, "trainer_state.json"))]
+        if not checkpoints:
+            raise ValueError(f"{run}: no trainer_state.json in it or in a checkpoint-N/ folder; pass a Trainer "
+                             "output_dir (call trainer.save_state() at the end, or save checkpoints).")
+        return os.path.join(run, max(checkpoints)[1], "trainer_state.json")
+    return check_readable_file(run, ValueError, "pass a Trainer output_dir or its trainer_state.json")
+
+
+def read_run(run: str, name: str | None = None) -> RunCurves:
+    path = _state_path(run)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read it as JSON ({error}).") from None
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        raise ValueError(f"{path}: no `log_history` list; is this a Trainer trainer_state.json?")
+    label = name or os.path.basename(os.path.normpath(run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))))
+    return RunCurves(label, path, state["log_history"])
+
+
+def compare_table(runs: list[RunCurves]) -> str:
+    """Markdown: final train loss, final and best eval loss, and the final eval loss relative to the first run."""
+    reference = runs[0].last("eval_loss")
+    lines = ["| run | steps | final train loss | final eval loss | best eval loss | eval vs first |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        steps = max((step for curve in run.curves.values() for step, _ in curve), default=0)
+        final = run.last("eval_loss")
+        relative = f"{100 * (final / reference - 1):+.2f}%" if math.isfinite(final) and math.isfinite(reference) else "-"
+
+        def show(value):
+            return f"{value:.4f}" if math.isfinite(value) else "-"
+
+        lines.append(f"| {run.name} | {steps} | {show(run.last('loss'))} | {show(final)} | {show(run.best('eval_loss'))} "
+                     f"| {relative} |")
+    return "\n".join(lines)
+
+
+def plot_runs(runs: list[RunCurves], path) -> str:
+    """Three panels (LR, train loss, eval loss) against the optimizer step, one line per run."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: `pip install 'hf_linear_decay[plots]'`") from None
+    figure, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    for key, axis, label in zip(("learning_rate", "loss", "eval_loss"), axes, ("learning rate", "train loss", "eval loss")):
+        for run in runs:
+            if run.curves[key]:
+                steps, values = zip(*run.curves[key])
+                axis.plot(steps, values, marker="o" if key == "eval_loss" and len(steps) < 30 else None,
+                          markersize=3, linewidth=1.2, label=run.name)
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[-1].set_xlabel("optimizer step")
+    figure.tight_layout()
+    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    try:
+        with atomic_path(path) as temp_path:
+            figure.savefig(temp_path, dpi=110, format=extension)
+    finally:
+        plt.close(figure)
+    return os.fspath(path)
