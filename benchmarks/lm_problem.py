@@ -11,7 +11,6 @@ Sizes: `cpu` is a 0.37M-parameter byte-level GPT-2 on the Python standard librar
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -79,6 +78,8 @@ def _launch(job) -> dict:
 
 
 def run_study(options) -> str:
+    """Sweep every schedule over the LR grid and seeds in `--jobs` parallel processes; write the summaries and the
+    report (reference: linear decay with a 5% warm-up, the usual baseline for AdamW on an LM)."""
     from compare_schedules import report
 
     from hf_linear_decay.methods import METHODS

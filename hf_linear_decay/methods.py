@@ -18,7 +18,7 @@ from .record import RECORD_COLUMNS, NormRecord
 from .refine import DEFAULT_TAU, check_power, check_tau, refine
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "DivergedRunError", "RefinedSchedule", "RefinementSettings", "build_schedule",
-           "check_method"]
+           "check_method", "pass_one_shape"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +28,45 @@ def paper_method(record: NormRecord, settings: RefinementSettings) -> np.ndarray
     return refine(record.norms(settings.norm), tau=settings.tau, power=settings.power, skipped=record.skipped).multipliers
 
 
+#: `guarded` adds a warm-up only when pass 1's smoothed norm started at least this many times above its settled level
+#: (the median over the second half); the warm-up lasts until the norm falls below `SETTLED_WITHIN` times that level.
+STEEP_START, SETTLED_WITHIN = 100.0, 1.5
+
+
+def pass_one_shape(record: NormRecord) -> np.ndarray:
+    """The schedule pass 1 ran (its recorded LRs over their peak, last step 0); linear decay if the LR is unknown."""
+    lr = record.lr
+    if "lr" in record.recorded and np.isfinite(lr).all() and lr.max() > 0:
+        shape = lr / lr.max()
+        shape[-1] = 0.0  # the Trainer's linear decay ends at 1/T; a schedule file ends at 0
+        return shape
+    return (len(record) - 1 - np.arange(len(record))) / max(1, len(record) - 1)
+
+
+def guarded_method(record: NormRecord, settings: RefinementSettings) -> np.ndarray:
+    """Pass 1's own schedule, plus a warm-up until the gradient norm settles if, and only if, it started steeply.
+
+    The comparison suite (benchmarks/compare_schedules.py) found the paper's schedule a large win where the norms
+    fall by two orders of magnitude early in training (most of it from its long warm-up) and a loss of up to 1.7x
+    elsewhere. So: with ĝ the paper's median-filtered norms and ĝ_∞ their median over the second half, if
+    ``ĝ_0 ≥ STEEP_START · ĝ_∞`` the multipliers are pass 1's shape times a linear ramp that ends at the first step
+    with ``ĝ_t < SETTLED_WITHIN · ĝ_∞``; otherwise pass 1's shape unchanged (usually linear decay). Never a
+    faster-than-linear anneal, never a late peak.
+    """
+    smoothed = refine(record.norms(settings.norm), tau=settings.tau, power=settings.power,
+                      skipped=record.skipped).smoothed_norms
+    shape = pass_one_shape(record)
+    settled = float(np.median(smoothed[len(smoothed) // 2:]))
+    if not smoothed[0] >= STEEP_START * settled:
+        return shape
+    ramp_end = max(1, int(np.argmax(smoothed < SETTLED_WITHIN * settled)))
+    ramped = shape * np.minimum(1.0, np.arange(len(shape)) / ramp_end)
+    return ramped / ramped.max()
+
+
 #: Method name -> function. The default is the method `RefinementCallback` and `hf-linear-decay refine` use.
-METHODS = {"paper": paper_method}
-DEFAULT_METHOD = "paper"
+METHODS = {"paper": paper_method, "guarded": guarded_method}
+DEFAULT_METHOD = "guarded"
 
 
 def check_method(method, *, name: str = "method") -> str:

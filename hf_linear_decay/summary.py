@@ -12,6 +12,26 @@ from .shapes import linear_decay
 #: A schedule has "warmed up" at the first step where it reaches this fraction of its peak.
 WARMUP_LEVEL = 0.9
 
+#: Shapes that fared badly in the comparison suite (benchmarks/results/compare: the paper's schedule on 9
+#: logistic-regression problems x SGD/Adam, each schedule at its own best LR, 10 seeds): (flag, test, what was measured).
+SHAPE_FLAGS = (
+    ("late peak", lambda s: s["peak_fraction"] > 0.2,
+     "peaks after 20% of training: 11 of the 13 such schedules in the suite ended worse than linear decay (1.03-1.71x "
+     "its suboptimality); the other 2 were on one problem (wine: 0.16x SGD, 0.90x Adam), whose norms fell 170x early"),
+    ("long warm-up", lambda s: s["warmup_fraction"] > 0.15,
+     "reaches 90% of its peak after 15% of training: 9 of the 10 such schedules in the suite ended worse (1.10-1.71x), "
+     "the exception again wine, where a plain 5% warm-up got most of the win (0.34x vs 0.16x)"),
+    ("slow anneal", lambda s: s["second_half_ratio_to_linear"] > 1.3,
+     "its second half lies over 1.3x above linear decay's (falling norms raise the late weights): all 12 such "
+     "schedules in the suite ended worse than linear decay (1.03-1.71x)"),
+    ("fast anneal", lambda s: s["second_half_ratio_to_linear"] < 0.7,
+     "its second half lies well below linear decay (norms that rise late, e.g. weight decay x LR decay, cut the "
+     "late LR): the paper's schedule did so on a 29M GPT and lost 3.2% to linear decay (team-reported)"),
+    ("non-monotone", lambda s: s["largest_rise_after_peak"] > 0.1,
+     "rises again by over 0.1 after its peak: 7 of the 9 such schedules in the suite ended worse (1.10-1.71x); "
+     "humps follow bumps in the recorded norms; try a larger tau"),
+)
+
 
 def summarize_schedule(schedule: RefinedSchedule) -> dict:
     """Summary used by `hf-linear-decay inspect` (its `--json` output is exactly this dict)."""
@@ -22,7 +42,7 @@ def summarize_schedule(schedule: RefinedSchedule) -> dict:
     peak_step = int(np.argmax(multipliers))
     warmup_steps = int(np.argmax(multipliers >= WARMUP_LEVEL * multipliers.max()))
     above, below = int(np.argmax(difference)), int(np.argmin(difference))
-    return {
+    summary = {
         "num_steps": num_steps,
         "method": schedule.method,
         "norm": schedule.norm,
@@ -40,10 +60,14 @@ def summarize_schedule(schedule: RefinedSchedule) -> dict:
         "max_below_linear_step": below,
         "area_ratio_to_linear": float(multipliers.sum() / linear.sum()),
         "rises_after_peak": int((np.diff(multipliers[peak_step:]) > 1e-12).sum()),
+        "largest_rise_after_peak": float(np.max(multipliers[peak_step:] - np.minimum.accumulate(multipliers[peak_step:]))),
+        "second_half_ratio_to_linear": float(multipliers[num_steps // 2:].sum() / max(linear[num_steps // 2:].sum(), 1e-300)),
         "skipped_steps": int(schedule.skipped.sum()),
         "recorded": list(schedule.recorded),
         "metadata": schedule_metadata(schedule),
     }
+    summary["flags"] = [{"flag": flag, "reason": reason} for flag, test, reason in SHAPE_FLAGS if test(summary)]
+    return summary
 
 
 def format_summary(summary: dict) -> str:
@@ -65,7 +89,9 @@ def format_summary(summary: dict) -> str:
         f"skipped steps:        {summary['skipped_steps']} (skipped, unknown, non-finite or zero norms; filled from "
         "neighbouring steps when refining)",
         f"recorded:             {', '.join(summary['recorded'])}",
-        "metadata:",
     ]
+    for flag in summary["flags"]:
+        lines.append(f"warning: {flag['flag']}: {flag['reason']}")
+    lines.append("metadata:")
     lines += [f"  {key}: {value}" for key, value in summary["metadata"].items()]
     return "\n".join(lines)

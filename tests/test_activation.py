@@ -134,7 +134,7 @@ def test_a_resumed_pass_2_keeps_its_schedule_when_the_file_changes(make_args, ca
     # The file is refined again in between (another tau): the schedule it gives differs.
     from hf_linear_decay.cli import main
 
-    assert main(["refine", path, "-o", path, "--tau", "0.9"]) == 0
+    assert main(["refine", path, "-o", path, "--method", "paper", "--tau", "0.9"]) == 0
     assert not np.allclose(resample_schedule(load_schedule_file(path).multipliers, 12), original)
     with caplog.at_level(logging.WARNING, logger="hf_linear_decay.scheduler"):
         trainer = Trainer(TinyRegressor(), pass2, train_dataset=RegressionData())

@@ -64,7 +64,7 @@ def test_gradient_accumulation_gives_one_record_per_optimizer_step(make_args):
 
 
 def test_records_lr_and_writes_the_file(make_args, tmp_path):
-    callback = RefinementCallback()
+    callback = RefinementCallback(method="paper")
     args = make_args(warmup_steps=2)
     trainer = train(args, [callback])
     assert callback.record.lr == pytest.approx(logged(trainer, "learning_rate"), rel=1e-12)

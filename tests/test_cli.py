@@ -35,7 +35,7 @@ def test_refine_from_a_text_file_of_norms(tmp_path, capsys):
     source = tmp_path / "norms.txt"
     source.write_text("".join(f"{x!r}\n" for x in norms))
     out = tmp_path / "out.safetensors"
-    code, stdout, stderr = run_cli(capsys, "refine", source, "-o", out, "--tau", "0.2")
+    code, stdout, stderr = run_cli(capsys, "refine", source, "-o", out, "--tau", "0.2", "--method", "paper")
     assert code == 0, stderr
     schedule = load_schedule_file(out)
     assert (schedule.norm, schedule.power, schedule.tau, schedule.method) == ("l2", 2.0, 0.2, "paper")
@@ -85,7 +85,7 @@ def test_refine_trainer_state_without_the_callback_says_it_has_l2_only(tmp_path,
 
 def test_rerefine_a_schedule_file(tmp_path, capsys):
     norms = np.random.default_rng(3).lognormal(size=200)
-    first = make_file(tmp_path / "first.safetensors", RefinementSettings(norm="l1"), grad_norm_l2=norms,
+    first = make_file(tmp_path / "first.safetensors", RefinementSettings(method="paper", norm="l1"), grad_norm_l2=norms,
                       grad_norm_l1=norms * 9)
     code, _, stderr = run_cli(capsys, "refine", first, "-o", tmp_path / "again.safetensors", "--tau", "0.3")
     assert code == 0, stderr
@@ -101,7 +101,8 @@ def test_rerefine_a_schedule_file(tmp_path, capsys):
 def schedule_path(tmp_path):
     norms = np.concatenate([np.full(30, 5.0), np.linspace(5, 1, 20), np.ones(150)])
     norms[7] = np.nan
-    return make_file(tmp_path / "refined_schedule.safetensors", grad_norm_l2=norms, lr=np.full(200, 1e-3))
+    return make_file(tmp_path / "refined_schedule.safetensors", RefinementSettings(method="paper"), grad_norm_l2=norms,
+                     lr=np.full(200, 1e-3))
 
 
 @pytest.mark.parametrize("column", ["multipliers", "grad_norm_l2", "lr", "skipped"])
@@ -223,3 +224,20 @@ def test_unreadable_inputs_get_the_packages_message(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(os, "stat", stat)
     code, _, stderr = run_cli(capsys, "refine", tmp_path / "locked" / "norms.csv")
     assert code == 2 and "permission denied on a folder above it" in stderr
+
+
+@pytest.mark.parametrize("norms, flags", [
+    (np.ones(100), []),  # linear decay: nothing to flag
+    (np.concatenate([np.full(40, 20.0), np.ones(60)]), ["late peak", "long warm-up", "slow anneal"]),
+    (np.geomspace(1.3, 1, 200), ["slow anneal"]),
+    (np.geomspace(1, 3, 200), ["fast anneal"]),
+    (np.concatenate([np.ones(40), np.full(20, 3.0), np.ones(40)]), ["non-monotone"]),
+])
+def test_inspect_flags_the_shapes_that_fared_badly(tmp_path, capsys, norms, flags):
+    path = make_file(tmp_path / "s.safetensors", RefinementSettings(method="paper", tau=0.05), grad_norm_l2=norms)
+    code, stdout, _ = run_cli(capsys, "inspect", path, "--json")
+    assert code == 0
+    summary = json.loads(stdout)
+    assert [flag["flag"] for flag in summary["flags"]] == flags, summary
+    code, stdout, _ = run_cli(capsys, "inspect", path)
+    assert [line.split(":")[1].strip() for line in stdout.splitlines() if line.startswith("warning:")] == flags

@@ -24,21 +24,21 @@ def record(optimizer=None, columns=("grad_norm_l2", "grad_norm_l1", "lr"), num_s
 ])
 def test_defaults_resolve_per_record(optimizer, columns, norm, power):
     resolved = RefinementSettings().resolved(record(optimizer, columns))
-    assert (resolved.method, resolved.norm, resolved.power, resolved.tau) == ("paper", norm, power, 0.1)
+    assert (resolved.method, resolved.norm, resolved.power, resolved.tau) == ("guarded", norm, power, 0.1)
 
 
 def test_build_schedule_is_the_papers_refinement_of_the_chosen_norm():
     source = record("AdamW")
-    schedule = build_schedule(source, RefinementSettings(tau=0.3))
+    schedule = build_schedule(source, RefinementSettings(method="paper", tau=0.3))
     np.testing.assert_array_equal(schedule.multipliers, refine_schedule(source.grad_norm_l1, tau=0.3, power=1.0))
-    explicit = build_schedule(source, RefinementSettings(norm="l2", power=3))
+    explicit = build_schedule(source, RefinementSettings(method="paper", norm="l2", power=3))
     np.testing.assert_array_equal(explicit.multipliers, refine_schedule(source.grad_norm_l2, power=3))
     assert isinstance(schedule, RefinedSchedule) and schedule.settings.norm == "l1"
 
 
 def test_schedule_reads_through_to_record_and_settings():
     schedule = build_schedule(record("AdamW"))
-    assert (schedule.method, schedule.norm, schedule.tau, schedule.power) == ("paper", "l1", 0.1, 1.0)
+    assert (schedule.method, schedule.norm, schedule.tau, schedule.power) == ("guarded", "l1", 0.1, 1.0)
     assert schedule.run.optimizer == "AdamW" and schedule.num_steps == 40
     np.testing.assert_array_equal(schedule.grad_norms, schedule.record.grad_norm_l1)
     np.testing.assert_array_equal(schedule.lr, schedule.record.lr)
@@ -90,3 +90,26 @@ def test_diverged_records_are_refused_unless_forced_and_unknown_steps_do_not_cou
     assert build_schedule(NormRecord.from_columns({"grad_norm_l2": norms, "lr": lr}), force=True).num_steps == 20
     unknown = NormRecord.from_columns({"grad_norm_l2": norms, "lr": np.where(np.isnan(norms), np.nan, lr)})
     assert build_schedule(unknown).num_steps == 20  # never recorded (resumed without a record): not divergence
+
+
+def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
+    from hf_linear_decay.methods import SETTLED_WITHIN, STEEP_START, pass_one_shape
+    from hf_linear_decay.shapes import linear_decay
+
+    num_steps = 400
+    lr = np.where(np.arange(num_steps) < 20, np.arange(num_steps) / 20, 1.0) * linear_decay(num_steps) * 1e-3
+    gentle = np.linspace(10.0, 1.0, num_steps)  # falls 10x: no extra warm-up, pass 1's own shape (its warm-up kept)
+    flat = NormRecord.from_columns({"grad_norm_l2": gentle, "lr": lr}, run=RunInfo(optimizer="SGD"))
+    np.testing.assert_allclose(build_schedule(flat).multipliers, pass_one_shape(flat))
+    assert pass_one_shape(flat)[10] == pytest.approx(0.5 * linear_decay(num_steps)[10] / pass_one_shape(flat).max() * (
+        pass_one_shape(flat).max()), rel=0.1) and pass_one_shape(flat)[-1] == 0
+    steep = np.concatenate([np.geomspace(STEEP_START * 3, 2.0, 80), np.ones(num_steps - 80)])
+    record = NormRecord.from_columns({"grad_norm_l2": steep}, run=RunInfo(optimizer="SGD"))  # no LR: linear decay
+    multipliers = build_schedule(record).multipliers
+    smoothed = __import__("hf_linear_decay.refine", fromlist=["refine"]).refine(steep).smoothed_norms
+    ramp_end = int(np.argmax(smoothed < SETTLED_WITHIN * np.median(smoothed[200:])))
+    assert 60 < ramp_end < 100
+    expected = linear_decay(num_steps) * np.minimum(1, np.arange(num_steps) / ramp_end)
+    np.testing.assert_allclose(multipliers, expected / expected.max(), atol=1e-12)
+    assert np.argmax(multipliers) == ramp_end and multipliers[0] == 0 and multipliers[-1] == 0
+    assert np.all(np.diff(multipliers[ramp_end:]) < 0)  # linear after the warm-up: no hump, no fast anneal

@@ -33,11 +33,21 @@ def test_two_pass_demo_short(tmp_path):
     assert re.search(r"\| pass1_linear \| \d+\.\d+ \| \+0\.00% \|", result.stdout)
     assert re.search(r"\| pass2_refined \| \d+\.\d+ \| [+-]\d+\.\d+% \|", result.stdout)
     assert re.search(r"\| cosine \|", result.stdout)
-    assert "refined schedule (l1 norms, power 1, tau 0.1): peak at step" in result.stdout
+    assert "refined schedule (guarded, l1 norms, power 1, tau 0.1): peak at step" in result.stdout
+    assert re.search(r"\| pass2_paper \| \d+\.\d+ \| [+-]\d+\.\d+% \|", result.stdout)
     schedule = load_schedule_file(out / "pass1_linear" / "refined_schedule.safetensors")
     assert schedule.num_steps == 12 and schedule.run.optimizer == "AdamW"
     assert (out / "refined_schedule.png").read_bytes()[:4] == b"\x89PNG"
-    # the three run folders compared from their trainer_state.json (the `compare` command on real runs)
+    # `inspect` on the real run's file: its flags follow the measured thresholds, and the text output shows each one
+    from hf_linear_decay.summary import SHAPE_FLAGS
+
+    path = str(out / "pass1_linear" / "refined_schedule.safetensors")
+    summary = json.loads(run([sys.executable, "-m", "hf_linear_decay", "inspect", path, "--json"]).stdout)
+    assert [flag["flag"] for flag in summary["flags"]] == [name for name, test, _ in SHAPE_FLAGS if test(summary)]
+    text = run([sys.executable, "-m", "hf_linear_decay", "inspect", path]).stdout
+    assert [line.split(":")[1].strip() for line in text.splitlines() if line.startswith("warning:")] == [
+        flag["flag"] for flag in summary["flags"]]
+    # the run folders compared from their trainer_state.json (the `compare` command on real runs)
     assert re.search(r"\| cosine \| 12 \| \d+\.\d+ \| \d+\.\d+ \| \d+\.\d+ \| [+-]\d+\.\d+% \|", result.stdout)
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
 

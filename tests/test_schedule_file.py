@@ -42,7 +42,7 @@ def make_record(num_steps=40, seed=0):
 
 
 def make_schedule(**settings):
-    return build_schedule(make_record(), RefinementSettings(**settings))
+    return build_schedule(make_record(), RefinementSettings(**{"method": "paper", **settings}))
 
 
 def test_round_trip_keeps_every_field(tmp_path):
