@@ -11,7 +11,6 @@ import math
 import os
 import re
 
-from ._atomic import atomic_path
 from ._paths import check_readable_file
 
 __all__ = ["RunCurves", "compare_table", "plot_runs", "read_run"]
@@ -82,14 +81,9 @@ def compare_table(runs: list[RunCurves]) -> str:
 
 def plot_runs(runs: list[RunCurves], path) -> str:
     """Three panels (LR, train loss, eval loss) against the optimizer step, one line per run."""
-    try:
-        import matplotlib
+    from .plot import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: `pip install 'hf_linear_decay[plots]'`") from None
-    figure, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    figure, axes = pyplot().subplots(3, 1, figsize=(8, 9), sharex=True)
     for key, axis, label in zip(("learning_rate", "loss", "eval_loss"), axes, ("learning rate", "train loss", "eval loss")):
         for run in runs:
             if run.curves[key]:
@@ -101,10 +95,4 @@ def plot_runs(runs: list[RunCurves], path) -> str:
     axes[0].legend(fontsize=8)
     axes[-1].set_xlabel("optimizer step")
     figure.tight_layout()
-    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
-    try:
-        with atomic_path(path) as temp_path:
-            figure.savefig(temp_path, dpi=110, format=extension)
-    finally:
-        plt.close(figure)
-    return os.fspath(path)
+    return save_figure(figure, path)

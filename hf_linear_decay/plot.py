@@ -39,11 +39,8 @@ def _draw(axis, values, label: str, stride: int = 1, **style) -> None:
         axis.fill_between(steps * stride, low, high, color=style.get("color"), alpha=0.2, linewidth=0)
 
 
-def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) -> str:
-    """Write a two-panel PNG (or any format matplotlib knows from the extension) to `path`; returns the path.
-
-    Needs matplotlib (`pip install hf_linear_decay[plots]`).
-    """
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed), or a clear error naming the extra to install."""
     try:
         import matplotlib
 
@@ -51,6 +48,27 @@ def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) 
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("plotting needs matplotlib: `pip install 'hf_linear_decay[plots]'`") from None
+    return plt
+
+
+def save_figure(figure, path) -> str:
+    """Save `figure` atomically in the format the extension of `path` names (PNG by default), then close it."""
+    plt = pyplot()
+    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    try:
+        with atomic_path(path) as temp_path:
+            figure.savefig(temp_path, dpi=110, format=extension)
+    finally:
+        plt.close(figure)
+    return os.fspath(path)
+
+
+def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) -> str:
+    """Write a two-panel PNG (or any format matplotlib knows from the extension) to `path`; returns the path.
+
+    Needs matplotlib (`pip install hf_linear_decay[plots]`).
+    """
+    plt = pyplot()
 
     # The paper's smoothing of the norms the schedule came from, to show what the refinement saw.
     filled, invalid = fill_invalid_norms(schedule.grad_norms, schedule.skipped)
@@ -78,10 +96,4 @@ def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) 
     bottom.grid(alpha=0.3)
     figure.suptitle(title or f"Refined schedule, T={schedule.num_steps}")
     figure.tight_layout()
-    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
-    try:
-        with atomic_path(path) as temp_path:
-            figure.savefig(temp_path, dpi=110, format=extension)
-    finally:
-        plt.close(figure)
-    return os.fspath(path)
+    return save_figure(figure, path)

@@ -23,3 +23,17 @@ def make_args(tmp_path):
         return TrainingArguments(**settings)
 
     return build
+
+
+@pytest.fixture
+def fake_deepspeed(monkeypatch):
+    """A stand-in `deepspeed.utils.safe_get_full_grad` that returns a parameter's `full_grad` attribute."""
+    import sys
+    import types
+
+    utils = types.ModuleType("deepspeed.utils")
+    utils.safe_get_full_grad = lambda parameter: getattr(parameter, "full_grad", None)
+    package = types.ModuleType("deepspeed")
+    package.utils = utils
+    monkeypatch.setitem(sys.modules, "deepspeed", package)
+    monkeypatch.setitem(sys.modules, "deepspeed.utils", utils)

@@ -17,7 +17,7 @@ from hf_linear_decay import RefinementCallback, load_record_file, load_schedule_
 from hf_linear_decay.activation import RecordingActivator, compare_runs
 from hf_linear_decay.record import RunInfo
 from hf_linear_decay.shapes import resample_schedule
-from tiny import RegressionData, StopAt, TinyRegressor
+from tiny import BreaksAt, RegressionData, SkipsNonFiniteSGD, StopAt, TinyRegressor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -145,20 +145,10 @@ def test_a_resumed_pass_2_keeps_its_schedule_when_the_file_changes(make_args, ca
 
 
 def test_a_diverged_pass_1_is_refused_with_the_reason(make_args, caplog, capsys):
-    class Diverges(TinyRegressor):
-        calls = 0
-
-        def forward(self, x, labels=None):
-            out = super().forward(x, labels)
-            if self.training:
-                Diverges.calls += 1
-                if Diverges.calls > 6:  # 10 of 16 steps non-finite
-                    out["loss"] = out["loss"] * float("nan")
-            return out
 
     args = make_args(max_steps=16, max_grad_norm=0.0, output_dir=make_args().output_dir + "div")
     with caplog.at_level(logging.WARNING):
-        trainer = Trainer(Diverges(), args, train_dataset=RegressionData())
+        trainer = Trainer(BreaksAt(range(7, 17), float("nan")), args, train_dataset=RegressionData())  # 10 of 16
         trainer.train()
     assert not os.path.exists(os.path.join(args.output_dir, "refined_schedule.safetensors"))
     assert "10 of 16 steps (62%) were skipped" in caplog.text and "force" in caplog.text
@@ -175,30 +165,11 @@ def test_a_diverged_pass_1_is_refused_with_the_reason(make_args, caplog, capsys)
 
 
 def test_a_few_skipped_steps_only_warn(make_args, caplog):
-    class OverflowsOnce(TinyRegressor):
-        calls = 0
-
-        def forward(self, x, labels=None):
-            out = super().forward(x, labels)
-            if self.training:
-                OverflowsOnce.calls += 1
-                if OverflowsOnce.calls == 3:  # 1 of 12 steps
-                    out["loss"] = out["loss"] * float("inf")
-            return out
-
-    class SkipsNonFinite(torch.optim.SGD):
-        """Skips the update on a non-finite gradient, as GradScaler does on overflow."""
-
-        def step(self, closure=None):
-            if any(not torch.isfinite(p.grad).all() for g in self.param_groups for p in g["params"]):
-                return None
-            return super().step(closure)
-
     args = make_args(max_grad_norm=0.0, output_dir=make_args().output_dir + "once")
-    model = OverflowsOnce()
+    model = BreaksAt([3])  # 1 of 12 steps overflows
     with caplog.at_level(logging.WARNING, logger="hf_linear_decay.methods"):
         Trainer(model, args, train_dataset=RegressionData(),
-                optimizers=(SkipsNonFinite(model.parameters(), lr=0.05), None)).train()
+                optimizers=(SkipsNonFiniteSGD(model.parameters(), lr=0.05), None)).train()
     assert load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors")).skipped.sum() == 1
     assert "1 of 12 steps (8%) were skipped" in caplog.text
 

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from transformers import Trainer
 
 import hf_linear_decay
@@ -14,7 +13,7 @@ from hf_linear_decay import RefinementCallback, load_record_file, load_schedule_
 from hf_linear_decay.methods import build_schedule
 from hf_linear_decay.refine import refine_schedule
 from hf_linear_decay.shapes import resample_schedule
-from tiny import RegressionData, StopAt, TinyRegressor
+from tiny import BreaksAt, RegressionData, SkipsNonFiniteSGD, StopAt, TinyRegressor
 
 
 def train(args, callbacks=(), data=None, resume=None):
@@ -165,31 +164,10 @@ def test_resume_from_a_checkpoint_without_the_callback(make_args):
 
 
 def test_skipped_steps_are_flagged(make_args):
-    class OverflowAtStep3(TinyRegressor):
-        """Step 3's loss is infinite, so its gradient is non-finite, like an fp16 overflow."""
-
-        calls = 0
-
-        def forward(self, x, labels=None):
-            out = super().forward(x, labels)
-            if self.training:
-                OverflowAtStep3.calls += 1
-                if OverflowAtStep3.calls == 4:
-                    out["loss"] = out["loss"] * float("inf")
-            return out
-
-    class SkipStep(torch.optim.SGD):
-        """Skips the update on a non-finite gradient, as GradScaler does on overflow."""
-
-        def step(self, closure=None):
-            if any(not torch.isfinite(p.grad).all() for g in self.param_groups for p in g["params"]):
-                return None
-            return super().step(closure)
-
     callback = RefinementCallback()
     args = make_args(max_grad_norm=0.0, output_dir=make_args().output_dir + "skip")
-    model = OverflowAtStep3()
-    optimizer = SkipStep(model.parameters(), lr=0.05)
+    model = BreaksAt([4])  # step 3's loss is infinite, so its gradient is non-finite, like an fp16 overflow
+    optimizer = SkipsNonFiniteSGD(model.parameters(), lr=0.05)
     scheduler = hf_linear_decay.get_linear_refined_schedule(optimizer, 0, 12)
     trainer = Trainer(model, args, train_dataset=RegressionData(), callbacks=[callback],
                       optimizers=(optimizer, scheduler))

@@ -101,8 +101,9 @@ def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
     gentle = np.linspace(10.0, 1.0, num_steps)  # falls 10x: no extra warm-up, pass 1's own shape (its warm-up kept)
     flat = NormRecord.from_columns({"grad_norm_l2": gentle, "lr": lr}, run=RunInfo(optimizer="SGD"))
     np.testing.assert_allclose(build_schedule(flat).multipliers, pass_one_shape(flat))
-    assert pass_one_shape(flat)[10] == pytest.approx(0.5 * linear_decay(num_steps)[10] / pass_one_shape(flat).max() * (
-        pass_one_shape(flat).max()), rel=0.1) and pass_one_shape(flat)[-1] == 0
+    shape = pass_one_shape(flat)
+    np.testing.assert_allclose(shape[:-1], lr[:-1] / lr.max())  # pass 1's LRs, its warm-up included
+    assert shape[10] < shape[20] and shape[-1] == 0
     steep = np.concatenate([np.geomspace(STEEP_START * 3, 2.0, 80), np.ones(num_steps - 80)])
     record = NormRecord.from_columns({"grad_norm_l2": steep}, run=RunInfo(optimizer="SGD"))  # no LR: linear decay
     multipliers = build_schedule(record).multipliers

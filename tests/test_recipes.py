@@ -75,6 +75,10 @@ def test_llm_recipe_two_passes_on_two_cpu_processes(tmp_path):
                   f'{{"schedule_file": "{tmp_path / "pass1" / "refined_schedule.safetensors"}"}}'])
     assert "(reused)" in second.stdout and "(built)" not in second.stdout  # pass 2 sees the same blocks
     state = json.load(open(tmp_path / "pass2" / "trainer_state.json"))
+    first_state = json.load(open(tmp_path / "pass1" / "trainer_state.json"))
+    # Same seed before the model is built and the same blocks: both passes start from the same weights and batch,
+    # so the loss of step 1 (computed before any update) is identical.
+    assert state["log_history"][0]["loss"] == first_state["log_history"][0]["loss"]
     lrs = [entry["learning_rate"] for entry in state["log_history"] if "loss" in entry]
     assert lrs == pytest.approx(list(3e-3 * schedule.multipliers), rel=1e-9, abs=1e-15)
     table = run([sys.executable, "-m", "hf_linear_decay", "compare", str(tmp_path / "pass1"), str(tmp_path / "pass2"),

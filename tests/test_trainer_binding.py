@@ -7,8 +7,6 @@ import inspect
 import math
 import re
 import os
-import sys
-import types
 
 import pytest
 import torch
@@ -100,16 +98,6 @@ class DeepSpeedOptimizerWrapper:  # the class name is what the binding recognise
     @property
     def param_groups(self):
         return self.optimizer.param_groups
-
-
-@pytest.fixture
-def fake_deepspeed(monkeypatch):
-    utils = types.ModuleType("deepspeed.utils")
-    utils.safe_get_full_grad = lambda parameter: getattr(parameter, "full_grad", None)
-    package = types.ModuleType("deepspeed")
-    package.utils = utils
-    monkeypatch.setitem(sys.modules, "deepspeed", package)
-    monkeypatch.setitem(sys.modules, "deepspeed.utils", utils)
 
 
 def drive_one_zero_step(tmp_path, full_grads, engine_l2, loss_scale):

@@ -44,3 +44,29 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_training_stop = True
+
+
+class BreaksAt(TinyRegressor):
+    """A TinyRegressor whose training loss is multiplied by `factor` (inf, nan) on the training calls in `calls`
+    (1-based), like an fp16 overflow or a diverging run."""
+
+    def __init__(self, calls, factor=float("inf")):
+        super().__init__()
+        self.broken_calls, self.factor, self.calls = set(calls), factor, 0
+
+    def forward(self, x, labels=None):
+        out = super().forward(x, labels)
+        if self.training:
+            self.calls += 1
+            if self.calls in self.broken_calls:
+                out["loss"] = out["loss"] * self.factor
+        return out
+
+
+class SkipsNonFiniteSGD(torch.optim.SGD):
+    """Skips the update on a non-finite gradient, as GradScaler does on an fp16 overflow."""
+
+    def step(self, closure=None):
+        if any(not torch.isfinite(p.grad).all() for group in self.param_groups for p in group["params"]):
+            return None
+        return super().step(closure)
