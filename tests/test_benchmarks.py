@@ -1,0 +1,30 @@
+"""The comparison harness's smoke mode (what CI runs of it): the whole pipeline on a synthetic problem in seconds."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_compare_schedules_smoke(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "benchmarks/compare_schedules.py", "--smoke", "--out_dir", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.load(open(tmp_path / "summary.json"))
+    for optimizer in ("sgd", "adam"):
+        schedules = summary[optimizer]["synthetic"]
+        for name in ("linear", "linear_warmup", "cosine_warmup", "wsd", "paper", "guarded", "guarded_short_pilot"):
+            assert len(schedules[name]["per_seed"]) == 3 and schedules[name]["best_lr"] > 0, name
+        assert schedules["paper"]["refined"] and schedules["guarded"]["area"] > 0
+    with open(tmp_path / "runs.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["schedule"] for row in rows} >= {"linear", "paper", "guarded"}
+    assert all(float(row["suboptimality"]) >= 0 for row in rows)
+    text = (tmp_path / "results.md").read_text()
+    assert "| synthetic |" in text and "| **geo-mean** |" in text and "| **W/T/L** |" in text
+    for optimizer in ("sgd", "adam"):
+        assert (tmp_path / f"compare_{optimizer}.png").read_bytes()[:4] == b"\x89PNG"
