@@ -3,9 +3,6 @@
 import logging
 import os
 import pathlib
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -172,41 +169,3 @@ def test_a_few_skipped_steps_only_warn(make_args, caplog):
                 optimizers=(SkipsNonFiniteSGD(model.parameters(), lr=0.05), None)).train()
     assert load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors")).skipped.sum() == 1
     assert "1 of 12 steps (8%) were skipped" in caplog.text
-
-
-STOCK_SCRIPT = textwrap.dedent('''
-    """A stock-style training script (HfArgumentParser, no hf_linear_decay import, no callback)."""
-    from transformers import HfArgumentParser, Trainer, TrainingArguments
-    from tiny import TinyRegressor, RegressionData
-
-    if __name__ == "__main__":
-        (args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses()
-        trainer = Trainer(TinyRegressor(), args, train_dataset=RegressionData())
-        trainer.train()
-        print("lrs:", [h["learning_rate"] for h in trainer.state.log_history if "loss" in h])
-''')
-
-
-def test_stock_script_under_the_runner_records_and_pass_2_follows(tmp_path):
-    script = tmp_path / "train_stock.py"
-    script.write_text(STOCK_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    common = ["--lr_scheduler_type", "linear_refined", "--max_steps", "8", "--use_cpu", "true", "--report_to", "none",
-              "--logging_steps", "1", "--learning_rate", "0.1", "--save_strategy", "no", "--disable_tqdm", "true"]
-
-    def run(*flags):
-        result = subprocess.run([sys.executable, "-m", "hf_linear_decay.run", str(script), *common, *flags],
-                                capture_output=True, text=True, env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result
-
-    run("--output_dir", str(tmp_path / "pass1"))
-    path = tmp_path / "pass1" / "refined_schedule.safetensors"
-    schedule = load_schedule_file(path)
-    assert schedule.num_steps == 8 and schedule.run.optimizer.startswith("AdamW")
-    result = run("--output_dir", str(tmp_path / "pass2"), "--lr_scheduler_kwargs", f'{{"schedule_file": "{path}"}}')
-    lrs = eval(result.stdout.split("lrs:")[1].strip().splitlines()[0])
-    np.testing.assert_allclose(lrs, 0.1 * schedule.multipliers, rtol=1e-12, atol=1e-18)
-    assert not (tmp_path / "pass2" / "refined_schedule.safetensors").exists()  # pass 2 does not record by itself
-    run("--output_dir", str(tmp_path / "off"), "--lr_scheduler_kwargs", '{"record_norms": false}')
-    assert not (tmp_path / "off" / "refined_schedule.safetensors").exists()

@@ -80,19 +80,18 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("body", [
-    # The README's order: the package first, then transformers.
-    "from transformers import TrainingArguments\n"
-    "a = TrainingArguments(output_dir='o', lr_scheduler_type='linear_refined', use_cpu=True, report_to='none')\n"
-    "assert a.lr_scheduler_type.value == 'linear_refined'",
-    "from transformers import HfArgumentParser, TrainingArguments\n"
-    "assert 'linear_refined' in HfArgumentParser(TrainingArguments).format_help()",
-    "import torch\nfrom transformers import get_scheduler\n"
-    "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)\n"
-    "s = get_scheduler('linear_refined', opt, num_warmup_steps=0, num_training_steps=4)\n"
-    "assert type(s).__name__ == 'LambdaLR'",
-])
-def test_registration_takes_effect_when_transformers_loads(body):
+def test_registration_takes_effect_when_transformers_loads():
+    # The README's order: the package first, then transformers; each registry is filled as its module loads.
+    body = ("from transformers import HfArgumentParser, TrainingArguments\n"
+            "assert 'linear_refined' in HfArgumentParser(TrainingArguments).format_help()\n"
+            "a = TrainingArguments(output_dir='o', lr_scheduler_type='linear_refined', use_cpu=True, report_to='none')\n"
+            "assert a.lr_scheduler_type.value == 'linear_refined'\n"
+            "import torch\nfrom transformers import get_scheduler\n"
+            "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)\n"
+            "s = get_scheduler('linear_refined', opt, num_warmup_steps=0, num_training_steps=4)\n"
+            "assert type(s).__name__ == 'LambdaLR'\n"
+            "import transformers.trainer\n"
+            "assert any(c.__name__ == 'RecordingActivator' for c in transformers.trainer.DEFAULT_CALLBACKS)")
     result = subprocess.run([sys.executable, "-c", IMPORT_ORDER.format(body=body)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
