@@ -105,6 +105,14 @@ class RefinementCallback(TrainerCallback, ExportableState):
                          "file_name": self.file_name, "flush_every": self.flush_every},
                 "attributes": pointer_attributes(self.record)}
 
+    def _saved_record(self, args, state, checkpoint) -> NormRecord:
+        folder = checkpoint if isinstance(checkpoint, str) else os.path.join(args.output_dir,
+                                                                             f"checkpoint-{state.global_step}")
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        record = saved_callback_record(saved, folder, state.global_step, os.path.join(folder, "trainer_state.json"),
+                                       on_error=lambda message: logger.warning("RefinementCallback: %s", message))
+        return record or NormRecord()
+
     # ----- events ---------------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         trainer, frame = find_trainer(self)
@@ -117,11 +125,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         if state.global_step == 0:
             self.record, self._pending, self._checked_steps = NormRecord(), [], 0  # a new run (e.g. a reused callback)
         elif len(self.record) + len(self._pending) == 0:  # resuming: the checkpoint's record, found by its pointer
-            checkpoint = frame.get("resume_from_checkpoint")
-            folder = checkpoint if isinstance(checkpoint, str) else os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-            saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-            self.record = saved_callback_record(saved, folder, state.global_step, os.path.join(folder, "trainer_state.json"),
-                                                on_error=lambda message: logger.warning("RefinementCallback: %s", message)) or NormRecord()
+            self.record = self._saved_record(args, state, frame.get("resume_from_checkpoint"))
         if isinstance(state.stateful_callbacks, dict):
             # A checkpoint saved without this callback has no entry, and the Trainer's save would hit a KeyError.
             state.stateful_callbacks.setdefault(type(self).__name__, self.state())
