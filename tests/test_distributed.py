@@ -38,6 +38,24 @@ def schedule(folder):
     return load_schedule_file(os.path.join(folder, "refined_schedule.safetensors"))
 
 
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory):
+    """The one-process reference run with the global batch (8), per (gradient accumulation, clipping); each
+    configuration is trained once and shared by the DDP, resume and DeepSpeed tests that compare against it."""
+    runs = {}
+
+    def get(grad_accum=1, max_grad_norm=0.0):
+        key = (grad_accum, float(max_grad_norm))
+        if key not in runs:
+            folder = tmp_path_factory.mktemp(f"single_ga{grad_accum}_clip{max_grad_norm}")
+            launch(DDP_SCRIPT, "--output_dir", str(folder), "--batch_size", "8", "--grad_accum", str(grad_accum),
+                   "--max_grad_norm", str(max_grad_norm))
+            runs[key] = schedule(folder)
+        return runs[key]
+
+    return get
+
+
 def assert_same_record(actual, expected, rtol=1e-5):
     for name in FIELDS:
         np.testing.assert_allclose(getattr(actual, name), getattr(expected, name), rtol=rtol, atol=1e-12,
@@ -46,11 +64,11 @@ def assert_same_record(actual, expected, rtol=1e-5):
 
 @pytest.mark.parametrize("grad_accum, max_grad_norm", [(1, 0.0), (2, 0.0), (1, 0.5)],
                          ids=["plain", "grad-accum", "clipping"])
-def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path, grad_accum, max_grad_norm):
+def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path, grad_accum, max_grad_norm,
+                                                                    single_process_run):
     common = ["--grad_accum", str(grad_accum), "--max_grad_norm", str(max_grad_norm)]
     launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "ddp"), "--batch_size", "4", *common, processes=2)
-    launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "single"), "--batch_size", "8", *common)
-    ddp, single = schedule(tmp_path / "ddp"), schedule(tmp_path / "single")
+    ddp, single = schedule(tmp_path / "ddp"), single_process_run(grad_accum, max_grad_norm)
     assert ddp.num_steps == single.num_steps == 8
     assert ddp.run.world_size == 2 and single.run.world_size == 1
     assert_same_record(ddp, single)
@@ -63,13 +81,12 @@ def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path, gra
     assert not [name for name in os.listdir(tmp_path / "ddp") if name.endswith(".tmp")]
 
 
-def test_resume_two_processes_to_one(tmp_path):
+def test_resume_two_processes_to_one(tmp_path, single_process_run):
     folder = str(tmp_path / "switch")
     launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "4", "--save_steps", "4", "--stop_at", "4", processes=2)
     assert schedule(folder).num_steps == 4
     launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "8", "--resume", os.path.join(folder, "checkpoint-4"))
-    launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "single"), "--batch_size", "8")
-    resumed, single = schedule(folder), schedule(tmp_path / "single")
+    resumed, single = schedule(folder), single_process_run()
     assert resumed.num_steps == 8 and resumed.run.world_size == 1
     assert_same_record(resumed, single)
 
@@ -111,7 +128,7 @@ def test_ranks_that_disagree_fail_loudly(tmp_path, agree):
     [(1, 2, 1), (2, 1, 1), (2, 2, 2), (3, 1, 1), (3, 2, 1)],
     ids=["zero1-2proc", "zero2-1proc", "zero2-2proc-grad-accum", "zero3-1proc", "zero3-2proc"],
 )
-def test_deepspeed_zero_on_cpu_equals_the_plain_run(tmp_path, stage, processes, grad_accum):
+def test_deepspeed_zero_on_cpu_equals_the_plain_run(tmp_path, stage, processes, grad_accum, single_process_run):
     # DeepSpeed runs on the CPU with DS_ACCELERATOR=cpu; every p.grad is None at the callbacks there, so this checks
     # the real ZeRO glue: l2 from the engine, l1 measured inside the wrapped ZeRO optimizer step.
     pytest.importorskip("deepspeed")
@@ -122,8 +139,7 @@ def test_deepspeed_zero_on_cpu_equals_the_plain_run(tmp_path, stage, processes, 
                "--zero_stage", str(stage), *common, processes=processes, torchrun=True)
     finally:
         del os.environ["DS_ACCELERATOR"]
-    launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "plain"), "--batch_size", "8", *common)
-    zero, plain = schedule(tmp_path / "zero"), schedule(tmp_path / "plain")
+    zero, plain = schedule(tmp_path / "zero"), single_process_run(grad_accum, 0.5)
     assert zero.num_steps == plain.num_steps == 8 and zero.run.world_size == processes
     assert_same_record(zero, plain)
     record = json.load(open(tmp_path / "zero" / "record_rank0.json"))
