@@ -129,7 +129,18 @@ def run_study(options) -> str:
         json.dump(results, handle, indent=1)
     lm_dir = os.path.join(options.out_dir, f"lm_{options.lm_size}")
     os.makedirs(lm_dir, exist_ok=True)
-    return report({"adamw": {f"lm_{options.lm_size}": results}}, lm_dir, reference="linear_warmup")
+    return report({"adamw": {f"lm_{options.lm_size}": results}}, lm_dir, reference="linear_warmup",
+                  metric="final eval loss")
+
+
+def rebuild_report(out_dir: str, size: str = "cpu") -> str:
+    """The LM report again from the saved summary (no training)."""
+    from compare_schedules import report
+
+    with open(os.path.join(out_dir, f"lm_{size}_summary.json")) as handle:
+        results = json.load(handle)
+    return report({"adamw": {f"lm_{size}": results}}, os.path.join(out_dir, f"lm_{size}"), reference="linear_warmup",
+                  metric="final eval loss")
 
 
 if __name__ == "__main__":
