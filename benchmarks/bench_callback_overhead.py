@@ -24,6 +24,8 @@ def timed_run(with_callback, train_set, options, output_dir):
                                        n_head=4))
     args = TrainingArguments(output_dir=output_dir, per_device_train_batch_size=8, max_steps=options.steps,
                              learning_rate=1e-3, lr_scheduler_type="linear_refined", logging_steps=options.steps,
+                             # linear_refined records pass 1 by itself: "without" must turn that off
+                             lr_scheduler_kwargs={"record_norms": False},
                              report_to="none", use_cpu=not torch.cuda.is_available(), save_strategy="no",
                              disable_tqdm=True, seed=0, max_grad_norm=1.0)
     callbacks = [hf_linear_decay.RefinementCallback()] if with_callback else []
