@@ -38,22 +38,34 @@ def schedule(folder):
     return load_schedule_file(os.path.join(folder, "refined_schedule.safetensors"))
 
 
+REFERENCE_CONFIGS = [(1, 0.0), (2, 0.0), (1, 0.5), (2, 0.5)]  # (gradient accumulation, max_grad_norm)
+
+
+def launch_configs(folder, configs, batch_size, processes=1):
+    """Train several (grad_accum, max_grad_norm) configurations in one launch; returns their output folders."""
+    folders = [str(folder / f"ga{ga}_clip{clip}") for ga, clip in configs]
+    more = [{"output_dir": out, "grad_accum": ga, "max_grad_norm": clip} for out, (ga, clip) in zip(folders[1:], configs[1:])]
+    launch(DDP_SCRIPT, "--output_dir", folders[0], "--batch_size", str(batch_size), "--grad_accum",
+           str(configs[0][0]), "--max_grad_norm", str(configs[0][1]), "--more", json.dumps(more), processes=processes)
+    return dict(zip(configs, folders))
+
+
 @pytest.fixture(scope="module")
 def single_process_run(tmp_path_factory):
-    """The one-process reference run with the global batch (8), per (gradient accumulation, clipping); each
-    configuration is trained once and shared by the DDP, resume and DeepSpeed tests that compare against it."""
-    runs = {}
+    """The one-process reference runs with the global batch (8), per (gradient accumulation, clipping), trained
+    once in one process and shared by the DDP, resume and DeepSpeed tests that compare against them."""
+    folders = launch_configs(tmp_path_factory.mktemp("single"), REFERENCE_CONFIGS, batch_size=8)
 
     def get(grad_accum=1, max_grad_norm=0.0):
-        key = (grad_accum, float(max_grad_norm))
-        if key not in runs:
-            folder = tmp_path_factory.mktemp(f"single_ga{grad_accum}_clip{max_grad_norm}")
-            launch(DDP_SCRIPT, "--output_dir", str(folder), "--batch_size", "8", "--grad_accum", str(grad_accum),
-                   "--max_grad_norm", str(max_grad_norm))
-            runs[key] = schedule(folder)
-        return runs[key]
+        return schedule(folders[(grad_accum, float(max_grad_norm))])
 
     return get
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    """The three DDP configurations, trained in one 2-process launch (batch 4 per process: global batch 8)."""
+    return launch_configs(tmp_path_factory.mktemp("ddp"), REFERENCE_CONFIGS[:3], batch_size=4, processes=2)
 
 
 def assert_same_record(actual, expected, rtol=1e-5):
@@ -64,21 +76,20 @@ def assert_same_record(actual, expected, rtol=1e-5):
 
 @pytest.mark.parametrize("grad_accum, max_grad_norm", [(1, 0.0), (2, 0.0), (1, 0.5)],
                          ids=["plain", "grad-accum", "clipping"])
-def test_ddp_two_processes_equal_one_process_with_the_global_batch(tmp_path, grad_accum, max_grad_norm,
-                                                                    single_process_run):
-    common = ["--grad_accum", str(grad_accum), "--max_grad_norm", str(max_grad_norm)]
-    launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "ddp"), "--batch_size", "4", *common, processes=2)
-    ddp, single = schedule(tmp_path / "ddp"), single_process_run(grad_accum, max_grad_norm)
+def test_ddp_two_processes_equal_one_process_with_the_global_batch(grad_accum, max_grad_norm, single_process_run,
+                                                                    ddp_runs):
+    folder = ddp_runs[(grad_accum, max_grad_norm)]
+    ddp, single = schedule(folder), single_process_run(grad_accum, max_grad_norm)
     assert ddp.num_steps == single.num_steps == 8
     assert ddp.run.world_size == 2 and single.run.world_size == 1
     assert_same_record(ddp, single)
-    ranks = [json.load(open(tmp_path / "ddp" / f"record_rank{r}.json")) for r in (0, 1)]
+    ranks = [json.load(open(os.path.join(folder, f"record_rank{r}.json"))) for r in (0, 1)]
     assert ranks[0]["grad_norm_l2"] == ranks[1]["grad_norm_l2"] and ranks[0]["grad_norm_l1"] == ranks[1]["grad_norm_l1"]
     np.testing.assert_allclose(ranks[0]["grad_norm_l2"], ranks[0]["logged_grad_norm"], rtol=1e-6)
     if max_grad_norm:
         assert min(ranks[0]["logged_grad_norm"]) > max_grad_norm  # clipping was active
     # Only the main process wrote files: no stray temporary files from rank 1.
-    assert not [name for name in os.listdir(tmp_path / "ddp") if name.endswith(".tmp")]
+    assert not [name for name in os.listdir(folder) if name.endswith(".tmp")]
 
 
 def test_resume_two_processes_to_one(tmp_path, single_process_run):
@@ -111,16 +122,13 @@ def test_fsdp_global_norms_equal_the_unsharded_norms(tmp_path, processes, flags)
         np.testing.assert_allclose(naive, [np.sqrt(2), 2.0], rtol=1e-5)
 
 
-@pytest.mark.parametrize("agree", [True, False], ids=["same-records", "different-records"])
-def test_ranks_that_disagree_fail_loudly(tmp_path, agree):
-    launch(os.path.join(HERE, "scripts", "rank_disagreement.py"), str(tmp_path), *(["--agree"] if agree else []),
-           processes=2)
-    outcomes = [json.load(open(tmp_path / f"rank{rank}.json"))["outcome"] for rank in (0, 1)]
-    if agree:
-        assert outcomes == ["agreed", "agreed"]
-    else:
-        for outcome in outcomes:
-            assert "rank 1 recorded different gradient norms or learning rates than rank 0 since step 3" in outcome
+def test_ranks_that_disagree_fail_loudly(tmp_path):
+    launch(os.path.join(HERE, "scripts", "rank_disagreement.py"), str(tmp_path), processes=2)
+    outcomes = [json.load(open(tmp_path / f"rank{rank}.json")) for rank in (0, 1)]
+    assert [outcome["same-records"] for outcome in outcomes] == ["agreed", "agreed"]
+    for outcome in outcomes:  # every rank fails, not only the one that differs
+        assert "rank 1 recorded different gradient norms or learning rates than rank 0 since step 3" in \
+            outcome["different-records"]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,10 @@
 
     torchrun --standalone --nproc_per_node 2 tests/scripts/ddp_train.py --output_dir OUT --batch_size 4
     python tests/scripts/ddp_train.py --output_dir OUT --batch_size 8
+    python tests/scripts/ddp_train.py --output_dir OUT --batch_size 8 --more '[{"output_dir": "OUT2", "grad_accum": 2}]'
+
+`--more` trains further configurations in the same processes, one after the other (each a JSON object overriding
+options): several runs pay for one process start-up and one process group.
 """
 
 import argparse
@@ -28,7 +32,14 @@ def main():
     parser.add_argument("--stop_at", type=int, default=0)
     parser.add_argument("--resume", default=None)
     parser.add_argument("--zero_stage", type=int, default=None, help="run under DeepSpeed ZeRO (DS_ACCELERATOR=cpu)")
+    parser.add_argument("--more", default="[]", help="JSON list of option overrides: more runs in these processes")
     options = parser.parse_args()
+    for overrides in [{}, *json.loads(options.more)]:
+        train(argparse.Namespace(**{**vars(options), **overrides}))
+    leave_process_group()
+
+
+def train(options):
     deepspeed = None
     if options.zero_stage is not None:
         deepspeed = {"zero_optimization": {"stage": options.zero_stage}, "gradient_clipping": "auto",
@@ -54,7 +65,6 @@ def main():
                    "measurement": callback.measurement,
                    "logged_grad_norm": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]},
                   handle)
-    leave_process_group()
 
 if __name__ == "__main__":
     main()

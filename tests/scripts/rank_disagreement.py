@@ -1,6 +1,6 @@
 """Two gloo ranks whose records differ: RefinementCallback must refuse to write (on every rank).
 
-    torchrun --standalone --nproc_per_node 2 tests/scripts/rank_disagreement.py OUT_DIR [--agree]
+    torchrun --standalone --nproc_per_node 2 tests/scripts/rank_disagreement.py OUT_DIR
 """
 
 import json
@@ -15,12 +15,9 @@ from hf_linear_decay import RefinementCallback  # noqa: E402
 from hf_linear_decay.distributed import leave_process_group  # noqa: E402
 
 
-def main():
-    out_dir, agree = sys.argv[1], "--agree" in sys.argv
-    dist.init_process_group("gloo")
-    rank = dist.get_rank()
+def check(agree: bool, rank: int) -> str:
+    """Steps 0-2 agree and are checked; then step 3 differs on rank 1 (unless `agree`): only new steps are compared."""
     callback = RefinementCallback()
-    # Steps 0-2 agree and are checked; then step 3 differs on rank 1 (unless --agree): only the new steps are compared.
     callback.record.append({"grad_norm_l2": [1.0, 2.0, 3.0], "grad_norm_l1": [10.0, 20.0, 30.0],
                             "lr": [0.1, 0.05, 0.0]}, [False] * 3)
     outcomes = []
@@ -32,9 +29,16 @@ def main():
             outcomes.append("agreed")
         except RuntimeError as error:
             outcomes.append(str(error))
-    outcome = outcomes[-1] if outcomes[0] == "agreed" else "first check failed: " + outcomes[0]
+    return outcomes[-1] if outcomes[0] == "agreed" else "first check failed: " + outcomes[0]
+
+
+def main():
+    out_dir = sys.argv[1]
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    outcomes = {"same-records": check(True, rank), "different-records": check(False, rank)}
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
-        json.dump({"outcome": outcome}, handle)
+        json.dump(outcomes, handle)
     leave_process_group()
 
 
