@@ -197,6 +197,14 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._check_ranks_agree()
         if state.is_world_process_zero:
             self._write(args.output_dir)
+        # The Trainer refreshes callback states only at checkpoints; `trainer.save_state()` after training (as
+        # transformers' example scripts call it) must point at the record file just written, not at a stale one.
+        if isinstance(state.stateful_callbacks, dict):
+            entry = state.stateful_callbacks.get(type(self).__name__)
+            if isinstance(entry, list):
+                entry.append(self.state())
+            else:
+                state.stateful_callbacks[type(self).__name__] = self.state()
 
     # ----- output -----------------------------------------------------------------------------------------------------
     def refined_schedule(self) -> RefinedSchedule:

@@ -159,14 +159,23 @@ class _NoteHandler(logging.Handler):
         print(f"note: {record.getMessage()}", file=sys.stderr)
 
 
-_NOTES = _NoteHandler(logging.WARNING)
+_NOTES = _NoteHandler(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `hf-linear-decay`; returns the exit code."""
     package_logger = logging.getLogger("hf_linear_decay")
-    if _NOTES not in package_logger.handlers:
-        package_logger.addHandler(_NOTES)
+    level = package_logger.level
+    package_logger.addHandler(_NOTES)  # the CLI's notes (what the refinement did and why), for this command only
+    package_logger.setLevel(logging.INFO)
+    try:
+        return _main(argv)
+    finally:
+        package_logger.removeHandler(_NOTES)
+        package_logger.setLevel(level)
+
+
+def _main(argv) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

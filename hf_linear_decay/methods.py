@@ -58,6 +58,9 @@ def guarded_method(record: NormRecord, settings: RefinementSettings) -> np.ndarr
     shape = pass_one_shape(record)
     settled = float(np.median(smoothed[len(smoothed) // 2:]))
     if not smoothed[0] >= STEEP_START * settled:
+        logger.info("method 'guarded': the %s norm started %.1fx above its settled level (a warm-up needs %gx), so "
+                       "the schedule is pass 1's own; method 'paper' gives the paper's refinement (see the README's "
+                       "evidence before choosing it).", settings.norm, smoothed[0] / settled, STEEP_START)
         return shape
     ramp_end = max(1, int(np.argmax(smoothed < SETTLED_WITHIN * settled)))
     ramped = shape * np.minimum(1.0, np.arange(len(shape)) / ramp_end)

@@ -224,3 +224,16 @@ def test_two_callbacks_both_resume_their_record(make_args):
     for callback in (first, second):
         assert callback.record.sha256() == reference.record.sha256()
         assert not callback.record.skipped.any()
+
+
+def test_save_state_after_training_points_at_the_final_record(make_args):
+    # run_clm.py and most scripts call trainer.save_state() at the end; without checkpoints the Trainer never
+    # refreshed the callback's entry, which then pointed at an empty record.
+    from hf_linear_decay.sources import read_record
+
+    args = make_args(output_dir=make_args().output_dir + "state")
+    trainer = train(args, [RefinementCallback()])
+    trainer.save_state()
+    record, _ = read_record(os.path.join(args.output_dir, "trainer_state.json"))
+    assert len(record) == 12 and record.sha256() == load_record_file(
+        os.path.join(args.output_dir, "norm_record.safetensors")).sha256()

@@ -42,6 +42,8 @@ def test_refine_from_a_text_file_of_norms(tmp_path, capsys):
     np.testing.assert_array_equal(schedule.grad_norm_l2, norms)
     np.testing.assert_array_equal(schedule.multipliers, refine_schedule(norms, tau=0.2, power=2))
     assert "T=120" in stdout and "method paper" in stdout
+    code, _, stderr = run_cli(capsys, "refine", source, "-o", out)  # the default says why it kept pass 1's schedule
+    assert code == 0 and "note: method 'guarded': the l2 norm started" in stderr
 
 
 def test_refine_csv_column_and_norm_override(tmp_path, capsys):

@@ -114,3 +114,10 @@ def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
     np.testing.assert_allclose(multipliers, expected / expected.max(), atol=1e-12)
     assert np.argmax(multipliers) == ramp_end and multipliers[0] == 0 and multipliers[-1] == 0
     assert np.all(np.diff(multipliers[ramp_end:]) < 0)  # linear after the warm-up: no hump, no fast anneal
+
+
+def test_guarded_says_when_it_keeps_pass_ones_schedule(caplog):
+    gentle = NormRecord.from_columns({"grad_norm_l2": np.linspace(10.0, 1.0, 100)}, run=RunInfo(optimizer="SGD"))
+    with caplog.at_level("INFO", logger="hf_linear_decay.methods"):
+        build_schedule(gentle)
+    assert "the l2 norm started" in caplog.text and "the schedule is pass 1's own" in caplog.text
