@@ -1,7 +1,7 @@
 """Step-time cost of RefinementCallback, as a ratio measured in one run (interleaved repeats, same machine state).
 
-    python benchmarks/bench_callback_overhead.py                 # small GPT on CPU, 5 repeats of 40 steps each
-    python benchmarks/bench_callback_overhead.py --repeats 9 --steps 100 --n_embd 256
+    python -m benchmarks.bench_callback_overhead                 # small GPT on CPU, 5 repeats of 40 steps each
+    python -m benchmarks.bench_callback_overhead --repeats 9 --steps 100 --n_embd 256
 
 Each repeat trains the same model twice, once without and once with the callback, in alternating order, and times
 the optimizer steps from the Trainer's own `train_runtime`. Prints the median ratio with/without and its spread;
@@ -15,7 +15,7 @@ import torch
 
 import hf_linear_decay
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
-from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes
+from recipes.byte_lm import ByteChunks, stdlib_bytes
 
 
 def timed_run(with_callback, train_set, options, output_dir):

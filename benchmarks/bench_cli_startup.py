@@ -1,7 +1,7 @@
 """Start-up time of the CLI commands that do not train, against `python -c pass`, interleaved in one run.
 
-    python benchmarks/bench_cli_startup.py              # 7 rounds
-    python benchmarks/bench_cli_startup.py --rounds 15
+    python -m benchmarks.bench_cli_startup              # 7 rounds
+    python -m benchmarks.bench_cli_startup --rounds 15
 
 Each round runs every command once, in a rotating order, so that load on this shared machine hits all of them alike.
 Prints the median wall time of each and its ratio to `python -c pass`, and whether `hf-linear-decay inspect FILE` met
@@ -27,9 +27,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     options = parser.parse_args()
-    from hf_linear_decay.methods import build_schedule
-    from hf_linear_decay.record import NormRecord
-    from hf_linear_decay.schedule_file import save_schedule_file
+    from hf_linear_decay.core.methods import build_schedule
+    from hf_linear_decay.core.record import NormRecord
+    from hf_linear_decay.files.schedule_file import save_schedule_file
 
     folder = tempfile.mkdtemp()
     path = os.path.join(folder, "refined_schedule.safetensors")

@@ -1,7 +1,7 @@
 """How long the refinement takes on long runs (one core, numpy/scipy only).
 
-    python benchmarks/bench_refine.py            # 1,000,000 steps, tau 0.1 (window 100,001)
-    python benchmarks/bench_refine.py --steps 100000 --repeats 5
+    python -m benchmarks.bench_refine            # 1,000,000 steps, tau 0.1 (window 100,001)
+    python -m benchmarks.bench_refine --steps 100000 --repeats 5
 
 Prints the best and median of the repeats. The target is "well under 1 s" for 1M steps; per-window sorting would
 take minutes. Also prints the slow reference twin on a short run for scale.
@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from hf_linear_decay._reference import reference_refine
-from hf_linear_decay.refine import filter_width, refine_schedule
+from tests.reference import reference_refine
+from hf_linear_decay.core.refine import filter_width, refine_schedule
 
 
 def main():

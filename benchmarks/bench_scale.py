@@ -1,7 +1,7 @@
 """Scale: a 10-million-step schedule file, and the callback's save/resume path at 1M steps on many ranks.
 
-    python benchmarks/bench_scale.py                         # 10M steps, 1M steps x 16 ranks
-    python benchmarks/bench_scale.py --steps 1000000 --ranks 64 --rank_steps 1000000
+    python -m benchmarks.bench_scale                         # 10M steps, 1M steps x 16 ranks
+    python -m benchmarks.bench_scale --steps 1000000 --ranks 64 --rank_steps 1000000
 
 Part 1 writes a schedule file of `--steps` steps (both norms and the LR recorded), then times each operation in a
 fresh process (so imports and peak memory are its own): load, scheduler build (load + resample + LambdaLR),
@@ -30,13 +30,13 @@ MEMORY_TARGET = 4.0  # peak RSS / file size
 # whole, imports included: that is what a user waits for.
 OPERATIONS = {
     "read bytes": ("", "open(PATH, 'rb').read()"),
-    "load": ("from hf_linear_decay.schedule_file import load_schedule_file", "load_schedule_file(PATH)"),
-    "scheduler build": ("import torch, hf_linear_decay\nfrom hf_linear_decay.scheduler import get_linear_refined_schedule\n"
+    "load": ("from hf_linear_decay.files.schedule_file import load_schedule_file", "load_schedule_file(PATH)"),
+    "scheduler build": ("import torch, hf_linear_decay\nfrom hf_linear_decay.trainer.scheduler import get_linear_refined_schedule\n"
                         "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)",
                         "get_linear_refined_schedule(opt, 0, STEPS, schedule_file=PATH)"),
-    "inspect": ("", "from hf_linear_decay.cli import main; assert main(['inspect', PATH]) == 0"),
-    "export": ("", "from hf_linear_decay.cli import main; assert main(['export', PATH, '--csv']) == 0"),
-    "plot": ("", "from hf_linear_decay.cli import main; assert main(['plot', PATH, '-o', PATH + '.png']) == 0"),
+    "inspect": ("", "from hf_linear_decay.tools.cli import main; assert main(['inspect', PATH]) == 0"),
+    "export": ("", "from hf_linear_decay.tools.cli import main; assert main(['export', PATH, '--csv']) == 0"),
+    "plot": ("", "from hf_linear_decay.tools.cli import main; assert main(['plot', PATH, '-o', PATH + '.png']) == 0"),
 }
 
 # Peak RSS from /proc (VmHWM, per address space): getrusage's ru_maxrss survives exec and would report the parent's.
@@ -69,9 +69,9 @@ def timed(name, path, steps):
 def part_one(steps, folder):
     import numpy as np
 
-    from hf_linear_decay.methods import build_schedule
-    from hf_linear_decay.record import NormRecord, RunInfo
-    from hf_linear_decay.schedule_file import save_schedule_file
+    from hf_linear_decay.core.methods import build_schedule
+    from hf_linear_decay.core.record import NormRecord, RunInfo
+    from hf_linear_decay.files.schedule_file import save_schedule_file
 
     rng = np.random.default_rng(0)
     decay = np.linspace(3, 1, steps)
@@ -105,7 +105,7 @@ RANK_SCRIPT = textwrap.dedent("""
     import torch.distributed as dist
     from transformers import TrainerControl, TrainerState, TrainingArguments
     from hf_linear_decay import RefinementCallback
-    from hf_linear_decay.distributed import leave_process_group
+    from recipes.gloo_exit import leave_process_group
 
     folder, steps = sys.argv[1], int(sys.argv[2])
     dist.init_process_group("gloo")

@@ -25,7 +25,7 @@ def load_problem(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray, int]
 
     path = os.path.join(data_dir, f"{name}.safetensors")
     if not os.path.isfile(path):
-        raise SystemExit(f"{path} is missing: run `python benchmarks/prepare_convex_data.py` first")
+        raise SystemExit(f"{path} is missing: run `python -m benchmarks.prepare_convex_data` first")
     tensors = load_file(path)
     X = np.hstack([tensors["X"], np.ones((tensors["X"].shape[0], 1))])
     return X, tensors["y"], int(tensors["y"].max() + 1)

@@ -24,8 +24,8 @@ COMPARE_STEPS = 5
 def run(backend, precision, out_dir):
     out = os.path.join(out_dir, f"{backend}_{precision}.json")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-               os.path.join(HERE, "gpu_train.py"), "--backend", backend, "--precision", precision, "--out", out]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+               "-m", "benchmarks.gpu_train", "--backend", backend, "--precision", precision, "--out", out]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=os.path.dirname(HERE))
     with open(os.path.join(out_dir, f"{backend}_{precision}.log"), "w") as handle:
         handle.write(result.stdout + result.stderr)
     if result.returncode != 0:

@@ -1,6 +1,6 @@
 """One Trainer run on a GPU with RefinementCallback under a chosen backend and precision; writes a JSON record.
 
-    torchrun --standalone --nproc_per_node 1 benchmarks/gpu_train.py --backend zero3 --precision fp16 --out r.json
+    torchrun --standalone --nproc_per_node 1 -m benchmarks.gpu_train --backend zero3 --precision fp16 --out r.json
 
 Used by benchmarks/gpu_check.py. Backends: plain (no distribution), fsdp2, zero2, zero3 (DeepSpeed).
 """
@@ -13,7 +13,7 @@ import torch
 
 import hf_linear_decay
 from transformers import Trainer, TrainingArguments
-from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes, tiny_gpt
+from recipes.byte_lm import ByteChunks, stdlib_bytes, tiny_gpt
 
 
 def main():

@@ -1,6 +1,6 @@
 """The LM problem of the comparison harness: a small GPT through the real path (Trainer + linear_refined).
 
-Each run is one process (`python benchmarks/lm_problem.py run ...`, printing a JSON line), so `--jobs` runs go in
+Each run is one process (`python -m benchmarks.lm_problem run ...`, printing a JSON line), so `--jobs` runs go in
 parallel. Baselines use transformers' scheduler types; linear decay runs as `linear_refined` without a file (the
 same LRs), so `RefinementCallback` records them by itself; the refined schedules are `linear_refined` with the best
 linear-with-warm-up run's schedule file (seed 0 as pass 1), one per refinement method the package ships.
@@ -36,7 +36,7 @@ def train_one(schedule: str, lr: float, seed: int, size: str, out_dir: str, sche
     from transformers import Trainer, TrainingArguments
 
     import hf_linear_decay  # noqa: F401
-    from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes, tiny_gpt
+    from recipes.byte_lm import ByteChunks, stdlib_bytes, tiny_gpt
 
     config = SIZES[size]
     torch.set_num_threads(1 if size == "cpu" else max(1, os.cpu_count() // 2))
@@ -68,9 +68,9 @@ def train_one(schedule: str, lr: float, seed: int, size: str, out_dir: str, sche
 
 
 def _launch(job) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "run", json.dumps(job)]
+    command = [sys.executable, "-m", "benchmarks.lm_problem", "run", json.dumps(job)]
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=os.path.dirname(HERE))
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         raise RuntimeError(f"LM run {job} failed:\n{result.stderr[-3000:]}")
@@ -80,9 +80,9 @@ def _launch(job) -> dict:
 def run_study(options) -> str:
     """Sweep every schedule over the LR grid and seeds in `--jobs` parallel processes; write the summaries and the
     report (reference: linear decay with a 5% warm-up, the usual baseline for AdamW on an LM)."""
-    from compare_schedules import report
+    from benchmarks.study_report import report
 
-    from hf_linear_decay.methods import METHODS
+    from hf_linear_decay.core.methods import METHODS
 
     config = SIZES[options.lm_size]
     seeds = list(range(options.lm_seeds))
@@ -113,13 +113,13 @@ def run_study(options) -> str:
     for name in ("linear", "linear_warmup", "cosine", "cosine_warmup", "wsd"):
         sweep(name, config["grid"])
     pass_one = done[(("linear_warmup"), results["linear_warmup"]["best_lr"], 0)]["schedule_file"]
-    from hf_linear_decay.schedule_file import load_schedule_file
-    import schedule_shapes
+    from hf_linear_decay.files.schedule_file import load_schedule_file
+    from benchmarks import schedule_shapes
 
     for method in METHODS:
         sweep(method, config["grid"], {"schedule_file": pass_one, "method": method})
         schedule = load_schedule_file(pass_one)
-        from hf_linear_decay.methods import RefinementSettings, build_schedule
+        from hf_linear_decay.core.methods import RefinementSettings, build_schedule
 
         multipliers = build_schedule(schedule.record, RefinementSettings(method=method)).multipliers
         results[method].update(area=schedule_shapes.area(multipliers), refined=True)
@@ -135,7 +135,7 @@ def run_study(options) -> str:
 
 def rebuild_report(out_dir: str, size: str = "cpu") -> str:
     """The LM report again from the saved summary (no training)."""
-    from compare_schedules import report
+    from benchmarks.study_report import report
 
     with open(os.path.join(out_dir, f"lm_{size}_summary.json")) as handle:
         results = json.load(handle)

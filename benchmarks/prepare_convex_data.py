@@ -1,7 +1,7 @@
 """Prepare the convex suite's data: 9 real multi-class problems, offline (no hub).
 
     pip install scikit-learn rdata          # the loaders (not package dependencies)
-    python benchmarks/prepare_convex_data.py            # -> benchmarks/data/convex/*.safetensors + manifest.json
+    python -m benchmarks.prepare_convex_data            # -> benchmarks/data/convex/*.safetensors + manifest.json
 
 Sources: scikit-learn's bundled iris, wine, breast_cancer and digits; the UCI problems glass, vehicle, vowel,
 satellite (satimage) and letter from Debian's `r-cran-mlbench` package (`apt-get download` + `dpkg -x`, no install;

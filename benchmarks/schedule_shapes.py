@@ -46,8 +46,8 @@ def baselines(num_steps: int) -> dict[str, np.ndarray]:
 
 def refined_through_the_package(record, method: str, num_steps: int, **settings) -> np.ndarray:
     """Refine `record` with the package's `method`, write the schedule file, read it back through `linear_refined`."""
-    from hf_linear_decay.methods import RefinementSettings, build_schedule
-    from hf_linear_decay.schedule_file import save_schedule_file
+    from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+    from hf_linear_decay.files.schedule_file import save_schedule_file
 
     schedule = build_schedule(record, RefinementSettings(method=method, **settings), force=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -61,9 +61,9 @@ def _peak_one(values: np.ndarray) -> np.ndarray:
 
 def candidates(record, paper: np.ndarray, optimizer_norm: str) -> dict[str, np.ndarray]:
     """The robust-default candidates built from the paper's schedule and pieces (no pass beyond pass 1)."""
-    from hf_linear_decay.norms import NORM_TYPES
-    from hf_linear_decay.refine import refine
-    from hf_linear_decay.shapes import linear_decay
+    from hf_linear_decay.core.norms import NORM_TYPES
+    from hf_linear_decay.core.refine import refine
+    from hf_linear_decay.core.shapes import linear_decay
 
     num_steps = paper.size
     linear = linear_decay(num_steps)
@@ -91,6 +91,6 @@ def candidates(record, paper: np.ndarray, optimizer_norm: str) -> dict[str, np.n
 
 def area(multipliers: np.ndarray) -> float:
     """Mean multiplier relative to linear decay's (1 = the same total LR)."""
-    from hf_linear_decay.shapes import linear_decay
+    from hf_linear_decay.core.shapes import linear_decay
 
     return float(multipliers.mean() / linear_decay(multipliers.size).mean())

@@ -6,30 +6,30 @@ loaded on first use.
 """
 
 from ._version import __version__
-from .registration import register
+from .trainer.registration import register
 
 register()
 
 # Public name -> defining module. Resolved lazily (PEP 562) so that `hf-linear-decay inspect` never imports torch.
 _EXPORTS = {
-    "SCHEDULER_NAME": "registration",
-    "SCHEDULE_FILE_NAME": "schedule_file",
-    "RECORD_FILE_NAME": "schedule_file",
-    "ScheduleFileError": "schedule_file",
-    "load_schedule_file": "schedule_file",
-    "save_schedule_file": "schedule_file",
-    "load_record_file": "schedule_file",
-    "NormRecord": "record",
-    "RunInfo": "record",
-    "RefinedSchedule": "methods",
-    "RefinementSettings": "methods",
-    "build_schedule": "methods",
-    "Refinement": "refine",
-    "refine": "refine",
-    "refine_schedule": "refine",
-    "resample_schedule": "shapes",
-    "RefinementCallback": "callback",
-    "get_linear_refined_schedule": "scheduler",
+    "SCHEDULER_NAME": "trainer.scheduler_kwargs",
+    "SCHEDULE_FILE_NAME": "files.schedule_file",
+    "RECORD_FILE_NAME": "files.schedule_file",
+    "ScheduleFileError": "files.schedule_file",
+    "load_schedule_file": "files.schedule_file",
+    "save_schedule_file": "files.schedule_file",
+    "load_record_file": "files.schedule_file",
+    "NormRecord": "core.record",
+    "RunInfo": "core.record",
+    "RefinedSchedule": "core.methods",
+    "RefinementSettings": "core.methods",
+    "build_schedule": "core.methods",
+    "Refinement": "core.refine",
+    "refine": "core.refine",
+    "refine_schedule": "core.refine",
+    "resample_schedule": "core.shapes",
+    "RefinementCallback": "trainer.callback",
+    "get_linear_refined_schedule": "trainer.scheduler",
 }
 
 __all__ = ["__version__", "register", *_EXPORTS]

@@ -7,7 +7,7 @@
 `debian-docs` fetches the Debian packages `python3.11-doc` and `linux-doc-6.1` with `apt-get download` (no install,
 no root needed beyond apt's cache) and unpacks them with `dpkg -x`; the documents are their reST sources
 (`html/_sources/**/*.txt`, translations dropped). Any folder or file works the same way (see
-`hf_linear_decay.lm_data.read_documents`). Writes `train.jsonl` and `validation.jsonl` (one `{"text", "path"}`
+`recipes.lm_data.read_documents`). Writes `train.jsonl` and `validation.jsonl` (one `{"text", "path"}`
 document per line) and prints what it read, the sizes and the sha256 of both files; `pretrain_llm.py --data_dir`
 reads them through `datasets.load_dataset("json", ...)`.
 """
@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 
-from hf_linear_decay.lm_data import read_documents
+from lm_data import read_documents
 
 DEBIAN_PACKAGES = {"python3.11-doc": "usr/share/doc/python3.11/html/_sources",
                    "linux-doc-6.1": "usr/share/doc/linux-doc-6.1/html/_sources"}

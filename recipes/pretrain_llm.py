@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 
 import hf_linear_decay  # noqa: F401  (registers linear_refined; the runner does it too)
-from hf_linear_decay.distributed import leave_process_group
-from hf_linear_decay.lm_data import packed_dataset, read_documents, train_tokenizer
+from gloo_exit import leave_process_group
+from lm_data import packed_dataset, read_documents, train_tokenizer
 from transformers import (AutoTokenizer, HfArgumentParser, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments,
                           default_data_collator, set_seed)
 
@@ -98,7 +98,7 @@ def main():
             train_tokenizer((d["text"] for d in train_docs), model_args.vocab_size, tokenizer_dir)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if data.streaming:
-        from hf_linear_decay.lm_data import streamed_blocks
+        from lm_data import streamed_blocks
 
         train_set = streamed_blocks(train_docs, tokenizer, data.block_size, data.text_column)
         eval_set = streamed_blocks(eval_docs, tokenizer, data.block_size, data.text_column).take(data.max_eval_blocks)

@@ -32,10 +32,10 @@ import time
 import torch
 
 import hf_linear_decay
-from hf_linear_decay.compare import compare_table, plot_runs, read_run
-from hf_linear_decay.plot import plot_schedule
-from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes, tiny_gpt
-from hf_linear_decay.summary import summarize_schedule
+from hf_linear_decay.tools.curves import compare_table, plot_runs, read_run
+from hf_linear_decay.tools.plot import plot_schedule
+from byte_lm import ByteChunks, stdlib_bytes, tiny_gpt
+from hf_linear_decay.tools.summary import summarize_schedule
 from transformers import Trainer, TrainingArguments
 
 

@@ -3,7 +3,6 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,7 +27,6 @@ def make_args(tmp_path):
 @pytest.fixture
 def fake_deepspeed(monkeypatch):
     """A stand-in `deepspeed.utils.safe_get_full_grad` that returns a parameter's `full_grad` attribute."""
-    import sys
     import types
 
     utils = types.ModuleType("deepspeed.utils")

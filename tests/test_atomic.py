@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hf_linear_decay._atomic import STALE_AFTER_SECONDS, _host, atomic_path, write_bytes_atomically
+from hf_linear_decay.files.atomic import STALE_AFTER_SECONDS, _host, atomic_path, write_bytes_atomically
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])

@@ -9,9 +9,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_compare_schedules_smoke(tmp_path):
+def test_convex_study_smoke(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "benchmarks/compare_schedules.py", "--smoke", "--out_dir", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "benchmarks.convex_study", "--smoke", "--out_dir", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.load(open(tmp_path / "summary.json"))

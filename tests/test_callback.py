@@ -10,10 +10,10 @@ from transformers import Trainer
 
 import hf_linear_decay
 from hf_linear_decay import RefinementCallback, load_record_file, load_schedule_file
-from hf_linear_decay.methods import build_schedule
-from hf_linear_decay.refine import refine_schedule
-from hf_linear_decay.shapes import resample_schedule
-from tiny import BreaksAt, RegressionData, SkipsNonFiniteSGD, StopAt, TinyRegressor
+from hf_linear_decay.core.methods import build_schedule
+from hf_linear_decay.core.refine import refine_schedule
+from hf_linear_decay.core.shapes import resample_schedule
+from tests.tiny import BreaksAt, RegressionData, SkipsNonFiniteSGD, StopAt, TinyRegressor
 
 
 def train(args, callbacks=(), data=None, resume=None):
@@ -118,7 +118,7 @@ def test_second_run_follows_the_file(make_args, caplog):
     recorder = RefinementCallback()
     second = make_args(output_dir=make_args().output_dir + "pass2", max_steps=20, learning_rate=0.02,
                        lr_scheduler_kwargs={"schedule_file": path})
-    with caplog.at_level("WARNING", logger="hf_linear_decay.scheduler"):
+    with caplog.at_level("WARNING", logger="hf_linear_decay.trainer.scheduler"):
         trainer = train(second, [recorder])
     assert "has 12 steps; resampling it to this run's 20 steps" in caplog.text
     np.testing.assert_allclose(recorder.record.lr, 0.02 * multipliers, rtol=1e-12, atol=1e-18)
@@ -229,7 +229,7 @@ def test_two_callbacks_both_resume_their_record(make_args):
 def test_save_state_after_training_points_at_the_final_record(make_args):
     # run_clm.py and most scripts call trainer.save_state() at the end; without checkpoints the Trainer never
     # refreshed the callback's entry, which then pointed at an empty record.
-    from hf_linear_decay.sources import read_record
+    from hf_linear_decay.files.readers import read_record
 
     args = make_args(output_dir=make_args().output_dir + "state")
     trainer = train(args, [RefinementCallback()])

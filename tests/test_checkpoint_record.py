@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from hf_linear_decay.checkpoint_record import (
+from hf_linear_decay.files.checkpoint_record import (
     CheckpointRecordError,
     pointer_attributes,
     record_from_callback_state,
     saved_callback_record,
 )
-from hf_linear_decay.record import NormRecord
-from hf_linear_decay.schedule_file import save_record_file
+from hf_linear_decay.core.record import NormRecord
+from hf_linear_decay.files.schedule_file import save_record_file
 
 
 def record(num_steps):

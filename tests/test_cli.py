@@ -11,11 +11,11 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from hf_linear_decay.cli import main
-from hf_linear_decay.methods import RefinementSettings, build_schedule
-from hf_linear_decay.record import NormRecord
-from hf_linear_decay.refine import refine_schedule
-from hf_linear_decay.schedule_file import load_schedule_file, save_schedule_file
+from hf_linear_decay.tools.cli import main
+from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+from hf_linear_decay.core.record import NormRecord
+from hf_linear_decay.core.refine import refine_schedule
+from hf_linear_decay.files.schedule_file import load_schedule_file, save_schedule_file
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 

@@ -17,19 +17,19 @@ from hf_linear_decay import load_schedule_file
 pytestmark = pytest.mark.distributed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DDP_SCRIPT = os.path.join(HERE, "scripts", "ddp_train.py")
-FSDP_SCRIPT = os.path.join(HERE, "scripts", "fsdp2_norms.py")
+ROOT = os.path.dirname(HERE)
+DDP_SCRIPT, FSDP_SCRIPT = "tests.scripts.ddp_train", "tests.scripts.fsdp2_norms"  # run as modules from ROOT
 FIELDS = ("grad_norm_l2", "grad_norm_l1", "lr", "skipped", "multipliers")
 
 
 def launch(script, *args, processes=1, timeout=300, torchrun=False):
     if processes == 1 and not torchrun:
-        command = [sys.executable, script, *args]
+        command = [sys.executable, "-m", script, *args]
     else:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                   script, *args]
+                   "-m", script, *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
@@ -123,7 +123,7 @@ def test_fsdp_global_norms_equal_the_unsharded_norms(tmp_path, processes, flags)
 
 
 def test_ranks_that_disagree_fail_loudly(tmp_path):
-    launch(os.path.join(HERE, "scripts", "rank_disagreement.py"), str(tmp_path), processes=2)
+    launch("tests.scripts.rank_disagreement", str(tmp_path), processes=2)
     outcomes = [json.load(open(tmp_path / f"rank{rank}.json")) for rank in (0, 1)]
     assert [outcome["same-records"] for outcome in outcomes] == ["agreed", "agreed"]
     for outcome in outcomes:  # every rank fails, not only the one that differs

@@ -6,9 +6,9 @@ import types
 import pytest
 import torch
 
-from hf_linear_decay.grad_norms import gradient_norms
-from hf_linear_decay.norms import NORM_TYPES
-from tiny import TinyRegressor
+from hf_linear_decay.trainer.grad_norms import gradient_norms
+from hf_linear_decay.core.norms import NORM_TYPES
+from tests.tiny import TinyRegressor
 
 
 def with_gradients(dtype=torch.float32):

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("datasets")
 
-from hf_linear_decay.lm_data import EOS_TOKEN, packed_dataset, read_documents, streamed_blocks, train_tokenizer  # noqa
+from recipes.lm_data import EOS_TOKEN, packed_dataset, read_documents, streamed_blocks, train_tokenizer  # noqa
 
 
 @pytest.fixture(scope="module")

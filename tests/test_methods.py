@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hf_linear_decay.methods import METHODS, RefinedSchedule, RefinementSettings, build_schedule, check_method
-from hf_linear_decay.record import NormRecord, RunInfo
-from hf_linear_decay.refine import refine_schedule
+from hf_linear_decay.core.methods import METHODS, RefinedSchedule, RefinementSettings, build_schedule, check_method
+from hf_linear_decay.core.record import NormRecord, RunInfo
+from hf_linear_decay.core.refine import refine_schedule
 
 
 def record(optimizer=None, columns=("grad_norm_l2", "grad_norm_l1", "lr"), num_steps=40):
@@ -81,7 +81,7 @@ def test_every_method_returns_a_valid_schedule():
 
 
 def test_diverged_records_are_refused_unless_forced_and_unknown_steps_do_not_count():
-    from hf_linear_decay.methods import DivergedRunError
+    from hf_linear_decay.core.methods import DivergedRunError
 
     norms, lr = np.ones(20), np.linspace(1, 0, 20)
     norms[:6] = np.nan  # 30% recorded as unusable
@@ -93,8 +93,8 @@ def test_diverged_records_are_refused_unless_forced_and_unknown_steps_do_not_cou
 
 
 def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
-    from hf_linear_decay.methods import SETTLED_WITHIN, STEEP_START, pass_one_shape
-    from hf_linear_decay.shapes import linear_decay
+    from hf_linear_decay.core.methods import SETTLED_WITHIN, STEEP_START, pass_one_shape
+    from hf_linear_decay.core.shapes import linear_decay
 
     num_steps = 400
     lr = np.where(np.arange(num_steps) < 20, np.arange(num_steps) / 20, 1.0) * linear_decay(num_steps) * 1e-3
@@ -107,7 +107,7 @@ def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
     steep = np.concatenate([np.geomspace(STEEP_START * 3, 2.0, 80), np.ones(num_steps - 80)])
     record = NormRecord.from_columns({"grad_norm_l2": steep}, run=RunInfo(optimizer="SGD"))  # no LR: linear decay
     multipliers = build_schedule(record).multipliers
-    smoothed = __import__("hf_linear_decay.refine", fromlist=["refine"]).refine(steep).smoothed_norms
+    smoothed = __import__("hf_linear_decay.core.refine", fromlist=["refine"]).refine(steep).smoothed_norms
     ramp_end = int(np.argmax(smoothed < SETTLED_WITHIN * np.median(smoothed[200:])))
     assert 60 < ramp_end < 100
     expected = linear_decay(num_steps) * np.minimum(1, np.arange(num_steps) / ramp_end)
@@ -118,6 +118,6 @@ def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
 
 def test_guarded_says_when_it_keeps_pass_ones_schedule(caplog):
     gentle = NormRecord.from_columns({"grad_norm_l2": np.linspace(10.0, 1.0, 100)}, run=RunInfo(optimizer="SGD"))
-    with caplog.at_level("INFO", logger="hf_linear_decay.methods"):
+    with caplog.at_level("INFO", logger="hf_linear_decay.core.methods"):
         build_schedule(gentle)
     assert "the l2 norm started" in caplog.text and "the schedule is pass 1's own" in caplog.text

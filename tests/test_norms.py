@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_linear_decay.norms import NORM_TYPES, check_norm, norm_for_optimizer, norm_type
+from hf_linear_decay.core.norms import NORM_TYPES, check_norm, norm_for_optimizer, norm_type
 
 
 def test_table_pairs_each_norm_with_the_papers_power():

@@ -39,7 +39,7 @@ def test_two_pass_demo_short(tmp_path):
     assert schedule.num_steps == 12 and schedule.run.optimizer == "AdamW"
     assert (out / "refined_schedule.png").read_bytes()[:4] == b"\x89PNG"
     # `inspect` on the real run's file: its flags follow the measured thresholds, and the text output shows each one
-    from hf_linear_decay.summary import SHAPE_FLAGS
+    from hf_linear_decay.tools.summary import SHAPE_FLAGS
 
     path = str(out / "pass1_linear" / "refined_schedule.safetensors")
     summary = json.loads(run([sys.executable, "-m", "hf_linear_decay", "inspect", path, "--json"]).stdout)

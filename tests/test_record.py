@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from hf_linear_decay.record import RECORD_COLUMNS, NormRecord, RunInfo
+from hf_linear_decay.core.record import RECORD_COLUMNS, NormRecord, RunInfo
 
 
 def sample(num_steps=10, seed=0):

@@ -1,4 +1,4 @@
-"""The refinement maths (hf_linear_decay.refine) against hand-computed cases, scipy, and the slow reference twin."""
+"""The refinement maths (hf_linear_decay.core.refine) against hand-computed cases, scipy, and the slow reference twin."""
 
 import math
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hf_linear_decay._reference import reference_fill_invalid, reference_median_filter, reference_refine
-from hf_linear_decay.refine import (
+from tests.reference import reference_fill_invalid, reference_median_filter, reference_refine
+from hf_linear_decay.core.refine import (
     check_power,
     check_tau,
     fill_invalid_norms,
@@ -17,7 +17,7 @@ from hf_linear_decay.refine import (
     refine,
     refine_schedule,
 )
-from hf_linear_decay.shapes import linear_decay
+from hf_linear_decay.core.shapes import linear_decay
 
 LENGTHS = (2, 3, 7, 50, 333, 1000)
 TAUS = (0.01, 0.1, 0.25, 0.5, 1.0)

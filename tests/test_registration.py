@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 import hf_linear_decay  # noqa: F401  (registers)
-from hf_linear_decay.registration import check_deepspeed_scheduler_conflict, is_registered, register, when_imported
-from hf_linear_decay.scheduler import get_linear_refined_schedule
+from hf_linear_decay.trainer.registration import check_deepspeed_scheduler_conflict, is_registered, register, when_imported
+from hf_linear_decay.trainer.scheduler import get_linear_refined_schedule
 from transformers import HfArgumentParser, SchedulerType, TrainingArguments
 from transformers import optimization
 
@@ -91,14 +91,14 @@ def test_registration_takes_effect_when_transformers_loads():
             "s = get_scheduler('linear_refined', opt, num_warmup_steps=0, num_training_steps=4)\n"
             "assert type(s).__name__ == 'LambdaLR'\n"
             "import transformers.trainer\n"
-            "assert any(c.__name__ == 'RecordingActivator' for c in transformers.trainer.DEFAULT_CALLBACKS)")
+            "assert any(c.__name__ == 'AutoRecorder' for c in transformers.trainer.DEFAULT_CALLBACKS)")
     result = subprocess.run([sys.executable, "-c", IMPORT_ORDER.format(body=body)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
 def test_importing_the_package_after_transformers_registers_at_once():
     code = ("import transformers.optimization\nimport hf_linear_decay\n"
-            "from hf_linear_decay.registration import is_registered\nassert is_registered()\nprint('ok')")
+            "from hf_linear_decay.trainer.registration import is_registered\nassert is_registered()\nprint('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 

@@ -9,10 +9,10 @@ import pytest
 from safetensors.numpy import save_file
 
 import hf_linear_decay
-from hf_linear_decay.methods import RefinementSettings, build_schedule
-from hf_linear_decay.record import NormRecord, RunInfo
-from hf_linear_decay.refine import refine_schedule
-from hf_linear_decay.schedule_file import (
+from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+from hf_linear_decay.core.record import NormRecord, RunInfo
+from hf_linear_decay.core.refine import refine_schedule
+from hf_linear_decay.files.schedule_file import (
     RECORD_KEYS,
     SCHEDULE_FORMAT,
     SCHEDULE_KEYS,
@@ -23,7 +23,7 @@ from hf_linear_decay.schedule_file import (
     save_record_file,
     save_schedule_file,
 )
-from hf_linear_decay.shapes import linear_decay
+from hf_linear_decay.core.shapes import linear_decay
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 RUN = RunInfo(optimizer="AdamW", base_lr=1e-3, world_size=2, gradient_accumulation_steps=4,
@@ -134,7 +134,7 @@ def write_raw(path, metadata_changes=(), **tensor_changes):
     schedule = make_schedule()
     tensors = {name: schedule.record.column(name) for name in ("grad_norm_l2", "grad_norm_l1", "lr")}
     tensors.update(skipped=schedule.skipped.astype(np.uint8), multipliers=schedule.multipliers)
-    from hf_linear_decay.schedule_file import schedule_metadata
+    from hf_linear_decay.files.schedule_file import schedule_metadata
 
     metadata = dict(schedule_metadata(schedule))
     for key, value in dict(metadata_changes).items():
@@ -240,7 +240,7 @@ def test_a_pickle_is_never_executed(tmp_path, monkeypatch):
 def test_a_file_without_an_unrecorded_norm_column_loads(tmp_path):
     # What a file written before a norm joined the table looks like: no tensor for it, not in `recorded`.
     schedule = build_schedule(NormRecord.from_columns({"grad_norm_l2": np.linspace(4, 1, 30)}))
-    from hf_linear_decay.schedule_file import schedule_metadata
+    from hf_linear_decay.files.schedule_file import schedule_metadata
 
     tensors = {"grad_norm_l2": schedule.grad_norm_l2, "lr": schedule.lr, "skipped": schedule.skipped.astype(np.uint8),
                "multipliers": schedule.multipliers}

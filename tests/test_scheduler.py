@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import hf_linear_decay  # noqa: F401  (registers)
-from hf_linear_decay.methods import RefinementSettings, build_schedule
-from hf_linear_decay.record import NormRecord
-from hf_linear_decay.schedule_file import save_schedule_file
-from hf_linear_decay.scheduler import check_scheduler_kwargs
-from hf_linear_decay.shapes import resample_schedule
+from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+from hf_linear_decay.core.record import NormRecord
+from hf_linear_decay.files.schedule_file import save_schedule_file
+from hf_linear_decay.trainer.scheduler_kwargs import parse_scheduler_kwargs
+from hf_linear_decay.core.shapes import resample_schedule
 from transformers import get_scheduler
 
 
@@ -83,7 +83,8 @@ def test_the_file_is_followed_and_resampled(tmp_path):
 def test_path_objects_and_overrides_are_accepted(tmp_path):
     norms = np.random.default_rng(0).lognormal(size=50)
     path = make_file(tmp_path / "s.safetensors", norms)
-    assert check_scheduler_kwargs({"schedule_file": path, "tau": 0.5}) == {"schedule_file": str(path), "tau": 0.5}
+    options = parse_scheduler_kwargs({"schedule_file": path, "tau": 0.5})
+    assert options.schedule_file == str(path) and options.overrides == {"tau": 0.5} and not options.records
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = get_scheduler("linear_refined", opt, 0, 50, scheduler_specific_kwargs={"schedule_file": path,
                                                                                       "tau": 0.5, "power": 1})

@@ -1,11 +1,11 @@
-"""Baseline shapes and resampling (hf_linear_decay.shapes) against hand-computed values and the reference twin."""
+"""Baseline shapes and resampling (hf_linear_decay.core.shapes) against hand-computed values and the reference twin."""
 
 import numpy as np
 import pytest
 
-from hf_linear_decay._reference import reference_resample
-from hf_linear_decay.refine import refine_schedule
-from hf_linear_decay.shapes import cosine_decay, linear_decay, resample_schedule
+from tests.reference import reference_resample
+from hf_linear_decay.core.refine import refine_schedule
+from hf_linear_decay.core.shapes import cosine_decay, linear_decay, resample_schedule
 
 
 @pytest.mark.parametrize("old, new", [(10, 10), (10, 3), (7, 1000), (1000, 37), (2, 5), (5, 2), (12, 1)])

@@ -1,8 +1,8 @@
 """Trainer + RefinementCallback under `torchrun` (gloo, CPU) or a single process; used by tests/test_distributed.py.
 
-    torchrun --standalone --nproc_per_node 2 tests/scripts/ddp_train.py --output_dir OUT --batch_size 4
-    python tests/scripts/ddp_train.py --output_dir OUT --batch_size 8
-    python tests/scripts/ddp_train.py --output_dir OUT --batch_size 8 --more '[{"output_dir": "OUT2", "grad_accum": 2}]'
+    torchrun --standalone --nproc_per_node 2 -m tests.scripts.ddp_train --output_dir OUT --batch_size 4
+    python -m tests.scripts.ddp_train --output_dir OUT --batch_size 8
+    python -m tests.scripts.ddp_train --output_dir OUT --batch_size 8 --more '[{"output_dir": "OUT2", "grad_accum": 2}]'
 
 `--more` trains further configurations in the same processes, one after the other (each a JSON object overriding
 options): several runs pay for one process start-up and one process group.
@@ -11,14 +11,12 @@ options): several runs pay for one process start-up and one process group.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import hf_linear_decay  # noqa: E402
-from hf_linear_decay.distributed import leave_process_group  # noqa: E402
-from tiny import RegressionData, StopAt, TinyRegressor  # noqa: E402
-from transformers import Trainer, TrainingArguments  # noqa: E402
+import hf_linear_decay
+from recipes.gloo_exit import leave_process_group
+from tests.tiny import RegressionData, StopAt, TinyRegressor
+from transformers import Trainer, TrainingArguments
 
 
 def main():

@@ -1,12 +1,11 @@
 """Raw FSDP2 (`fully_shard`) or FSDP1 on CPU/gloo: our norm functions must give the unsharded model's norms.
 
-    torchrun --standalone --nproc_per_node 2 tests/scripts/fsdp2_norms.py OUT.json
-    torchrun --standalone --nproc_per_node 4 tests/scripts/fsdp2_norms.py OUT.json --hsdp   # (replicate=2, shard=2)
-    torchrun --standalone --nproc_per_node 2 tests/scripts/fsdp2_norms.py OUT.json --fsdp1 [--flat]
+    torchrun --standalone --nproc_per_node 2 -m tests.scripts.fsdp2_norms OUT.json
+    torchrun --standalone --nproc_per_node 4 -m tests.scripts.fsdp2_norms OUT.json --hsdp   # (replicate=2, shard=2)
+    torchrun --standalone --nproc_per_node 2 -m tests.scripts.fsdp2_norms OUT.json --fsdp1 [--flat]
 """
 
 import json
-import os
 import sys
 
 import torch
@@ -15,10 +14,8 @@ from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from hf_linear_decay.distributed import leave_process_group  # noqa: E402
-from hf_linear_decay.grad_norms import gradient_norms  # noqa: E402
+from recipes.gloo_exit import leave_process_group
+from hf_linear_decay.trainer.grad_norms import gradient_norms
 
 
 def build():

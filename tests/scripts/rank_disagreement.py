@@ -1,6 +1,6 @@
 """Two gloo ranks whose records differ: RefinementCallback must refuse to write (on every rank).
 
-    torchrun --standalone --nproc_per_node 2 tests/scripts/rank_disagreement.py OUT_DIR
+    torchrun --standalone --nproc_per_node 2 -m tests.scripts.rank_disagreement OUT_DIR
 """
 
 import json
@@ -9,10 +9,8 @@ import sys
 
 import torch.distributed as dist
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from hf_linear_decay import RefinementCallback  # noqa: E402
-from hf_linear_decay.distributed import leave_process_group  # noqa: E402
+from hf_linear_decay import RefinementCallback
+from recipes.gloo_exit import leave_process_group
 
 
 def check(agree: bool, rank: int) -> str:

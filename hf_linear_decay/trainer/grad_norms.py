@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .norms import NORM_TYPES
+from ..core.norms import NORM_TYPES
 
 __all__ = ["gradient_norms"]
 

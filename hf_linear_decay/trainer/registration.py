@@ -8,8 +8,8 @@ package too). So each change is made when transformers loads the module it belon
   "linear_refined")` and `HfArgumentParser` (`--lr_scheduler_type linear_refined`, listed in `--help`) accept it;
 - `transformers.optimization`: the `TYPE_TO_SCHEDULER_FUNCTION` entry that `get_scheduler` calls;
 - `transformers.integrations.deepspeed`: a guard that refuses a DeepSpeed `scheduler` block with linear_refined;
-- `transformers.trainer`: `RecordingActivator` in `DEFAULT_CALLBACKS`, so that the flag alone makes every Trainer
-  check its scheduler kwargs at construction and record the norms of pass 1 (see `hf_linear_decay.activation`).
+- `transformers.trainer`: `AutoRecorder` in `DEFAULT_CALLBACKS`, so that the flag alone makes every Trainer
+  check its scheduler kwargs at construction and record the norms of pass 1 (see `hf_linear_decay.trainer.auto_recorder`).
 
 Import the package before building a parser or `TrainingArguments`: the parser freezes its choices when it is
 created. For unmodified scripts use `python -m hf_linear_decay.run script.py`.
@@ -22,7 +22,8 @@ import importlib.abc
 import sys
 import threading
 
-SCHEDULER_NAME = "linear_refined"
+from .scheduler_kwargs import SCHEDULER_NAME
+
 _MEMBER_NAME = "LINEAR_REFINED"
 
 # ----- post-import hooks -------------------------------------------------------------------------------------------
@@ -154,12 +155,12 @@ def _guard_deepspeed(hf_deepspeed) -> None:
 
 
 def _add_default_callback(trainer_module) -> None:
-    from .activation import RecordingActivator
+    from .auto_recorder import AutoRecorder
 
     # Verified against transformers 5.24: Trainer.__init__ reads the module global DEFAULT_CALLBACKS when it builds its
     # callback handler and instantiates classes, so every later Trainer gets an activator of its own.
-    if RecordingActivator not in trainer_module.DEFAULT_CALLBACKS:
-        trainer_module.DEFAULT_CALLBACKS.append(RecordingActivator)
+    if AutoRecorder not in trainer_module.DEFAULT_CALLBACKS:
+        trainer_module.DEFAULT_CALLBACKS.append(AutoRecorder)
 
 
 def register() -> None:

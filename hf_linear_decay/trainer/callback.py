@@ -10,13 +10,13 @@ from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from .distributed import first_disagreeing_rank
 from .grad_norms import gradient_norms
-from .methods import DEFAULT_METHOD, RefinedSchedule, RefinementSettings, build_schedule
-from .norms import NORM_TYPES
-from .record import NormRecord
-from .refine import DEFAULT_TAU
-from .schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
-from .checkpoint_record import pointer_attributes, saved_callback_record
-from .trainer_binding import bind_trainer, find_trainer, run_info, watch_zero_step, zero_optimizer_of
+from ..core.methods import DEFAULT_METHOD, RefinedSchedule, RefinementSettings, build_schedule
+from ..core.norms import NORM_TYPES
+from ..core.record import NormRecord
+from ..core.refine import DEFAULT_TAU
+from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
+from ..files.checkpoint_record import pointer_attributes, saved_callback_record
+from .binding import bind_trainer, find_trainer, run_info, watch_zero_step, zero_optimizer_of
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,9 @@
-"""Small torch.distributed helpers: checking that ranks agree, and leaving a gloo process group safely.
+"""torch.distributed helpers for the callback: checking that every rank recorded the same values.
 
 Nothing here reads rank or world state at import: every function asks `torch.distributed` when it is called.
 """
 
 from __future__ import annotations
-
-import os
-import sys
 
 import numpy as np
 import torch
@@ -36,23 +33,3 @@ def first_disagreeing_rank(values: np.ndarray, rtol: float = 1e-6) -> int | None
         if (np.abs(theirs - reference) > rtol * scale).any():
             return rank
     return None
-
-
-def leave_process_group() -> None:
-    """End a multi-process CPU script once every rank is done, skipping the gloo teardown.
-
-    With torch 2.13 on CPU, exiting (even after destroy_process_group) aborts about one run in four with "terminate
-    called without an active exception" after all work is written: gloo worker threads at interpreter finalisation
-    (pytorch/pytorch#179291). Every rank waits at the barrier first, so nothing is lost by leaving with `os._exit`.
-    NCCL and single-process runs just destroy the group and return.
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    dist.barrier()
-    if dist.get_backend() == "gloo":
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    dist.destroy_process_group()

@@ -11,10 +11,10 @@ from transformers import Trainer
 
 import hf_linear_decay  # noqa: F401  (registers)
 from hf_linear_decay import RefinementCallback, load_record_file, load_schedule_file
-from hf_linear_decay.activation import RecordingActivator, compare_runs
-from hf_linear_decay.record import RunInfo
-from hf_linear_decay.shapes import resample_schedule
-from tiny import BreaksAt, RegressionData, SkipsNonFiniteSGD, StopAt, TinyRegressor
+from hf_linear_decay.trainer.auto_recorder import AutoRecorder, run_differences
+from hf_linear_decay.core.record import RunInfo
+from hf_linear_decay.core.shapes import resample_schedule
+from tests.tiny import BreaksAt, RegressionData, SkipsNonFiniteSGD, StopAt, TinyRegressor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,7 +24,7 @@ def recorders(trainer):
 
 
 def test_every_trainer_gets_an_activator():
-    assert RecordingActivator in __import__("transformers.trainer", fromlist=["x"]).DEFAULT_CALLBACKS
+    assert AutoRecorder in __import__("transformers.trainer", fromlist=["x"]).DEFAULT_CALLBACKS
 
 
 def test_pass_1_records_without_a_callback(make_args):
@@ -91,19 +91,19 @@ def test_a_path_object_is_accepted_and_stays_serialisable(make_args, tmp_path):
     np.testing.assert_allclose(lrs, 0.05 * multipliers, rtol=1e-12, atol=1e-18)
 
 
-def test_compare_runs_says_which_differences_matter():
+def test_run_differences_says_which_differences_matter():
     recorded = RunInfo(optimizer="AdamW", world_size=2, gradient_accumulation_steps=2, per_device_train_batch_size=8,
                        max_grad_norm=1.0, precision="bf16")
     same_batch = RunInfo(optimizer="Adafactor", world_size=4, gradient_accumulation_steps=1,
                          per_device_train_batch_size=8, max_grad_norm=1.0, precision="bf16")
-    lines = compare_runs(recorded, same_batch)
+    lines = run_differences(recorded, same_batch)
     assert len(lines) == 2 and "same global batch, harmless" in lines[0] and "same family, harmless" in lines[1]
     other = RunInfo(optimizer="SGD", world_size=1, gradient_accumulation_steps=1, per_device_train_batch_size=4,
                     max_grad_norm=0.0, precision="fp16")
-    lines = compare_runs(recorded, other)
-    assert lines[0].startswith("global batch 4 (4 per device × 1 accumulation × 1 processes) here vs global batch 32")
+    lines = run_differences(recorded, other)
+    assert lines[0].startswith("global batch 4 (4 per device × 1 accumulation × 1 process) here vs global batch 32")
     assert "another family" in lines[1] and "max_grad_norm 0 here vs 1" in lines[2] and "precision fp16" in lines[3]
-    assert compare_runs(recorded, recorded) == [] and compare_runs(RunInfo(), other) == []
+    assert run_differences(recorded, recorded) == [] and run_differences(RunInfo(), other) == []
 
 
 def test_pass_2_warns_per_difference_with_pass_1(make_args, caplog):
@@ -112,11 +112,13 @@ def test_pass_2_warns_per_difference_with_pass_1(make_args, caplog):
     path = os.path.join(first.output_dir, "refined_schedule.safetensors")
     second = make_args(output_dir=make_args().output_dir + "2", per_device_train_batch_size=4, optim="sgd",
                        lr_scheduler_kwargs={"schedule_file": path})
-    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.activation"):
+    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.trainer.auto_recorder"):
         Trainer(TinyRegressor(), second, train_dataset=RegressionData()).train()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "hf_linear_decay.activation"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "hf_linear_decay.trainer.auto_recorder"]
+    assert messages[0] == f"linear_refined: following {path} (12 steps, method guarded, l1 norms: identical to pass 1's schedule)"
+    warnings = messages[1:]
     assert len(warnings) == 2
-    assert "global batch 4 (4 per device × 1 accumulation × 1 processes) here vs global batch 8" in warnings[0]
+    assert "global batch 4 (4 per device × 1 accumulation × 1 process) here vs global batch 8" in warnings[0]
     assert "optimizer SGD here vs AdamW when recorded: another family" in warnings[1]
 
 
@@ -129,11 +131,11 @@ def test_a_resumed_pass_2_keeps_its_schedule_when_the_file_changes(make_args, ca
                       lr_scheduler_kwargs={"schedule_file": path})
     Trainer(TinyRegressor(), pass2, train_dataset=RegressionData(), callbacks=[StopAt(4)]).train()
     # The file is refined again in between (another tau): the schedule it gives differs.
-    from hf_linear_decay.cli import main
+    from hf_linear_decay.tools.cli import main
 
     assert main(["refine", path, "-o", path, "--method", "paper", "--tau", "0.9"]) == 0
     assert not np.allclose(resample_schedule(load_schedule_file(path).multipliers, 12), original)
-    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.trainer.scheduler"):
         trainer = Trainer(TinyRegressor(), pass2, train_dataset=RegressionData())
         trainer.train(resume_from_checkpoint=os.path.join(pass2.output_dir, "checkpoint-4"))
     lrs = [entry["learning_rate"] for entry in trainer.state.log_history if "loss" in entry]
@@ -152,7 +154,7 @@ def test_a_diverged_pass_1_is_refused_with_the_reason(make_args, caplog, capsys)
     record = load_record_file(os.path.join(args.output_dir, "norm_record.safetensors"))  # nothing is lost
     assert int(record.skipped.sum()) == 10
     trainer.save_state()  # trainer_state.json beside it, pointing at the record
-    from hf_linear_decay.cli import main
+    from hf_linear_decay.tools.cli import main
 
     state, out = os.path.join(args.output_dir, "trainer_state.json"), os.path.join(args.output_dir, "forced.safetensors")
     assert main(["refine", state, "-o", out]) == 2
@@ -164,7 +166,7 @@ def test_a_diverged_pass_1_is_refused_with_the_reason(make_args, caplog, capsys)
 def test_a_few_skipped_steps_only_warn(make_args, caplog):
     args = make_args(max_grad_norm=0.0, output_dir=make_args().output_dir + "once")
     model = BreaksAt([3])  # 1 of 12 steps overflows
-    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.methods"):
+    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.core.methods"):
         Trainer(model, args, train_dataset=RegressionData(),
                 optimizers=(SkipsNonFiniteSGD(model.parameters(), lr=0.05), None)).train()
     assert load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors")).skipped.sum() == 1

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from hf_linear_decay.cli import main
-from hf_linear_decay.compare import compare_table, read_run
+from hf_linear_decay.tools.cli import main
+from hf_linear_decay.tools.curves import compare_table, read_run
 
 
 def write_state(folder, eval_losses, lr0=0.1):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .record import NormRecord
+from ..core.record import NormRecord
 from .schedule_file import RECORD_FILE_NAME, load_record_file
 
 __all__ = ["CheckpointRecordError", "pointer_attributes", "record_from_callback_state", "saved_callback_record"]

@@ -11,10 +11,10 @@ import os
 
 import numpy as np
 
-from ._atomic import atomic_path
-from .methods import RefinedSchedule
-from .refine import fill_invalid_norms, filter_width, median_filter_norms
-from .shapes import cosine_decay, linear_decay
+from ..files.atomic import atomic_path
+from ..core.methods import RefinedSchedule
+from ..core.refine import fill_invalid_norms, filter_width, median_filter_norms
+from ..core.shapes import cosine_decay, linear_decay
 
 MAX_POINTS = 2000
 SMOOTHING_STEPS = 1_000_000

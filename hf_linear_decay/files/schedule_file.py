@@ -27,12 +27,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from ._atomic import write_bytes_atomically
-from ._paths import check_readable_file
-from ._version import __version__
-from .methods import RefinedSchedule, RefinementSettings
-from .norms import NORM_TYPES
-from .record import NORM_COLUMNS, RECORD_COLUMNS, NormRecord, RunInfo
+from .atomic import write_bytes_atomically
+from .paths import check_readable_file
+from .._version import __version__
+from ..core.methods import RefinedSchedule, RefinementSettings
+from ..core.norms import NORM_TYPES
+from ..core.record import NORM_COLUMNS, RECORD_COLUMNS, NormRecord, RunInfo
 
 __all__ = ["RECORD_FILE_NAME", "SCHEDULE_FILE_NAME", "ScheduleFileError", "load_record_file", "load_schedule_file",
            "looks_like_safetensors", "save_record_file", "save_schedule_file", "schedule_metadata"]

@@ -1,10 +1,10 @@
 """Does refinement beat linear and cosine, where, by how much? Problems x schedules x LR grid x seeds.
 
-    python benchmarks/compare_schedules.py --smoke                         # seconds: synthetic problem, CI runs it
-    python benchmarks/prepare_convex_data.py                               # once: the 9 real data sets
-    python benchmarks/compare_schedules.py --convex --jobs 2               # the full convex suite (~25 min, 2 cores)
-    python benchmarks/compare_schedules.py --lm --jobs 2                   # the small LM on CPU, real Trainer path
-    python benchmarks/compare_schedules.py --lm --lm_size gpu              # the LM at GPU size (needs a GPU)
+    python -m benchmarks.convex_study --smoke                         # seconds: synthetic problem, CI runs it
+    python -m benchmarks.prepare_convex_data                               # once: the 9 real data sets
+    python -m benchmarks.convex_study --convex --jobs 2               # the full convex suite (~25 min, 2 cores)
+    python -m benchmarks.convex_study --lm --jobs 2                   # the small LM on CPU, real Trainer path
+    python -m benchmarks.convex_study --lm --lm_size gpu              # the LM at GPU size (needs a GPU)
 
 Every schedule runs at its own best peak LR, chosen by the mean over seeds on a log grid that is extended at an
 edge until the best LR is inside it. Figures: the last iterate's suboptimality f(x_T) - f* (convex) or the final
@@ -25,19 +25,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from benchmarks import convex_suite, schedule_shapes
+from benchmarks.study_report import report
 
-import convex_suite  # noqa: E402
-import schedule_shapes  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 GRID_CENTER = {"sgd": 1.0, "adam": 0.01}
 OPTIMIZER_NORM = {"sgd": "l2", "adam": "l1"}
@@ -92,7 +89,7 @@ class ConvexStudy:
     def pass_one(self, multipliers, lr):
         """A pass 1 at `lr` on the pilot seed, recorded as the callback would: a NormRecord of both norms and the LR.
         A shorter `multipliers` gives a shorter pass 1 (its first steps' minibatches)."""
-        from hf_linear_decay.record import NormRecord, RunInfo
+        from hf_linear_decay.core.record import NormRecord, RunInfo
 
         _, norms = convex_suite.train(self.X, self.y, self.classes, multipliers, [lr],
                                       self.pilot_indices[:, : len(multipliers)], self.optimizer, record_norms=True)
@@ -100,7 +97,7 @@ class ConvexStudy:
                                         "lr": lr * multipliers}, run=RunInfo(optimizer=OPTIMIZER_NAME[self.optimizer]))
 
     def run(self):
-        from hf_linear_decay.methods import METHODS
+        from hf_linear_decay.core.methods import METHODS
 
         shapes = schedule_shapes.baselines(self.steps)
         coarse = ConvexStudy.__new__(ConvexStudy)  # a quick 6-decade scan of linear decay picks the grid centre
@@ -135,93 +132,6 @@ def _run_study(arguments):
     return result
 
 
-#: Differences smaller than this are ties whatever the test says (e.g. a last step at LR 0 instead of 1/T).
-PRACTICAL_MARGIN = 0.01
-
-
-def paired(per_seed, baseline):
-    """Ratio of means, per-seed ratio range, and the verdict: win or loss when a paired test over seeds gives p < 0.05
-    and the means differ by more than `PRACTICAL_MARGIN`, else tie. The test is Wilcoxon's signed-rank test on the
-    per-seed log-ratios from 6 seeds on; below that it cannot reach p < 0.05, and a one-sample t-test on the
-    log-ratios is used instead."""
-    from scipy.stats import ttest_1samp, wilcoxon
-
-    per_seed, baseline = np.asarray(per_seed), np.asarray(baseline)
-    ratio = per_seed.mean() / baseline.mean()
-    with np.errstate(all="ignore"):
-        seed_ratios = per_seed / baseline
-        logs = np.log(seed_ratios)
-    if not np.isfinite(logs).all():
-        verdict = "loss" if ratio > 1 else "win"
-    elif abs(ratio - 1) <= PRACTICAL_MARGIN or np.allclose(logs, 0):
-        verdict = "tie"
-    else:
-        p = wilcoxon(logs).pvalue if len(logs) >= 6 else ttest_1samp(logs, 0.0).pvalue
-        verdict = "tie" if p >= 0.05 else ("win" if ratio < 1 else "loss")
-    return float(ratio), float(np.min(seed_ratios)), float(np.max(seed_ratios)), verdict
-
-
-def report(summary, out_dir, reference="linear", metric="suboptimality"):
-    """results.md and one PNG per optimizer from `summary[optimizer][problem][schedule]`."""
-    lines = []
-    for optimizer, problems in summary.items():
-        names = [name for name in next(iter(problems.values())) if name != reference]
-        lines += [f"## {optimizer.upper()}: each schedule at its own best LR, {metric} as a ratio to "
-                  f"{reference}'s (per-seed min-max; **win**/_loss_ when a paired test over seeds (Wilcoxon from 6 "
-                  f"seeds, else a t-test on log-ratios) gives p < 0.05 and the means differ by more than "
-                  f"{PRACTICAL_MARGIN:.0%}; (edge): best LR at the grid's edge after extension)", "",
-                  "| problem | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        stats = {name: {"ratios": [], "verdicts": []} for name in names}
-        for problem, results in problems.items():
-            cells = []
-            for name in names:
-                ratio, low, high, verdict = paired(results[name]["per_seed"], results[reference]["per_seed"])
-                stats[name]["ratios"].append(ratio)
-                stats[name]["verdicts"].append(verdict)
-                mark = {"win": "**", "loss": "_", "tie": ""}[verdict]
-                edge = " (edge)" if results[name]["edge"] else ""
-                cells.append(f"{mark}{ratio:.2f}{mark} ({low:.2f}-{high:.2f}){edge}")
-            lines.append(f"| {problem} | " + " | ".join(cells) + " |")
-        geo = [math.exp(np.mean(np.log(stats[name]["ratios"]))) for name in names]
-        lines.append("| **geo-mean** | " + " | ".join(f"{value:.2f}" for value in geo) + " |")
-        lines.append("| **worst** | " + " | ".join(f"{max(stats[name]['ratios']):.2f}" for name in names) + " |")
-        lines.append("| **W/T/L** | " + " | ".join(
-            "/".join(str(stats[name]["verdicts"].count(v)) for v in ("win", "tie", "loss")) for name in names) + " |")
-        refined = [name for name in names if next(iter(problems.values()))[name].get("refined")]
-        lines += ["", f"Area (mean multiplier / linear decay's) of the refined schedules, {optimizer.upper()}:", "",
-                  "| problem | " + " | ".join(refined) + " |", "|---" * (len(refined) + 1) + "|"]
-        for problem, results in problems.items():
-            lines.append(f"| {problem} | " + " | ".join(f"{results[name]['area']:.2f}" for name in refined) + " |")
-        lines.append("")
-        _plot(optimizer, problems, names, stats, os.path.join(out_dir, f"compare_{optimizer}.png"), reference, metric)
-    text = "\n".join(lines)
-    with open(os.path.join(out_dir, "results.md"), "w") as handle:
-        handle.write(text + "\n")
-    return text
-
-
-def _plot(optimizer, problems, names, stats, path, reference, metric):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(max(8, 0.9 * len(names) + 3), 4.5))
-    width = 0.8 / len(problems)
-    for index, problem in enumerate(problems):
-        ratios = [stats[name]["ratios"][index] for name in names]
-        axis.bar(np.arange(len(names)) + index * width, ratios, width, label=problem)
-    axis.axhline(1.0, color="black", linewidth=1)
-    axis.set_yscale("log")
-    axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=35, ha="right", fontsize=8)
-    axis.set_ylabel(f"{metric} / {reference}'s (best LR each)")
-    axis.set_title(f"{optimizer.upper()}: below 1 = better than {reference}")
-    axis.legend(fontsize=7, ncol=3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
 def run_convex(problems, optimizers, options):
     tasks = [(p, o, options.data_dir, options.steps, list(range(options.seeds)), options.grid_points, options.decades)
              for p in problems for o in optimizers]
@@ -248,7 +158,7 @@ def main(argv=None):
     parser.add_argument("--decades", type=float, default=3.0)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (set OMP_NUM_THREADS=1 with several)")
     parser.add_argument("--data_dir", default=os.path.join(HERE, "data", "convex"))
-    parser.add_argument("--out_dir", default=os.path.join(HERE, "results", "compare"))
+    parser.add_argument("--out_dir", default=os.path.join(HERE, "results", "convex"))
     parser.add_argument("--lm_size", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--lm_seeds", type=int, default=3)
     options = parser.parse_args(argv)
@@ -257,7 +167,7 @@ def main(argv=None):
             with open(os.path.join(options.out_dir, "summary.json")) as handle:
                 print(report(json.load(handle), options.out_dir))
         if os.path.exists(os.path.join(options.out_dir, f"lm_{options.lm_size}_summary.json")):
-            import lm_problem
+            from benchmarks import lm_problem
 
             print(lm_problem.rebuild_report(options.out_dir, options.lm_size))
         return
@@ -281,7 +191,7 @@ def main(argv=None):
             json.dump(summary, handle, indent=1)
         print(report(summary, options.out_dir))
     if options.lm:
-        import lm_problem
+        from benchmarks import lm_problem
 
         print(lm_problem.run_study(options))
     print(f"\n{time.perf_counter() - start:.0f} s; results in {options.out_dir}")

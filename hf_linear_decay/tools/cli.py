@@ -19,11 +19,11 @@ import logging
 import os
 import sys
 
-from .methods import METHODS, RefinementSettings
-from .norms import NORM_TYPES
-from .record import RECORD_COLUMNS
-from .refine import check_power, check_tau
-from .schedule_file import SCHEDULE_FILE_NAME
+from ..core.methods import METHODS, RefinementSettings
+from ..core.norms import NORM_TYPES
+from ..core.record import RECORD_COLUMNS
+from ..core.refine import check_power, check_tau
+from ..files.schedule_file import SCHEDULE_FILE_NAME
 
 PROG = "hf-linear-decay"
 
@@ -109,12 +109,12 @@ def _write_column(values) -> None:
 
 
 def _run(args) -> int:
-    from .methods import build_schedule
-    from .schedule_file import load_schedule_file, save_schedule_file
+    from ..core.methods import build_schedule
+    from ..files.schedule_file import load_schedule_file, save_schedule_file
     from .summary import format_summary, summarize_schedule
 
     if args.command == "refine":
-        from .sources import read_record
+        from ..files.readers import read_record
 
         record, settings = read_record(args.input, column=args.column, norm=args.norm)
         settings = (settings or RefinementSettings()).updated(method=args.method, norm=args.norm, tau=args.tau,
@@ -139,7 +139,7 @@ def _run(args) -> int:
         summary = summarize_schedule(load_schedule_file(args.file))
         print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     elif args.command == "compare":
-        from .compare import compare_table, plot_runs, read_run
+        from .curves import compare_table, plot_runs, read_run
 
         runs = [read_run(run) for run in args.runs]
         print(compare_table(runs))

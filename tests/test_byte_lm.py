@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_linear_decay.recipe_utils import ByteChunks, stdlib_bytes, text_bytes, tiny_gpt
+from recipes.byte_lm import ByteChunks, stdlib_bytes, text_bytes, tiny_gpt
 
 
 def test_stdlib_corpus_is_deterministic_and_capped():

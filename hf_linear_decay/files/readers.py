@@ -22,9 +22,9 @@ import os
 
 import numpy as np
 
-from ._paths import check_readable_file
-from .norms import NORM_TYPES, check_norm
-from .record import NormRecord, RunInfo
+from .paths import check_readable_file
+from ..core.norms import NORM_TYPES, check_norm
+from ..core.record import NormRecord, RunInfo
 from .checkpoint_record import saved_callback_record
 from .schedule_file import RECORD_FORMAT, file_format, load_record_file, load_schedule_file, looks_like_safetensors
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 
 from .grad_norms import gradient_norms
-from .record import RunInfo
+from ..core.record import RunInfo
 
 __all__ = ["bind_trainer", "find_trainer", "innermost_optimizer", "run_info", "watch_zero_step", "zero_optimizer_of"]
 

@@ -11,7 +11,7 @@ import math
 import os
 import re
 
-from ._paths import check_readable_file
+from ..files.paths import check_readable_file
 
 __all__ = ["RunCurves", "compare_table", "plot_runs", "read_run"]
 

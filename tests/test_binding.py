@@ -15,8 +15,8 @@ from transformers.trainer_callback import CallbackHandler, TrainerCallback
 
 import hf_linear_decay  # noqa: F401
 from hf_linear_decay import RefinementCallback
-from hf_linear_decay.trainer_binding import find_trainer
-from tiny import RegressionData, StopAt, TinyRegressor
+from hf_linear_decay.trainer.binding import find_trainer
+from tests.tiny import RegressionData, StopAt, TinyRegressor
 
 
 def test_trainer_private_api_is_where_the_binding_expects_it():

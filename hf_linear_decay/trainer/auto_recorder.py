@@ -1,16 +1,17 @@
-"""`RecordingActivator`: what `lr_scheduler_type="linear_refined"` alone does to any Trainer, no code change needed.
+"""`AutoRecorder`: what `lr_scheduler_type="linear_refined"` alone does to any Trainer, no code change needed.
 
 Registration puts this callback in transformers' `DEFAULT_CALLBACKS`, so every Trainer built after
 `import hf_linear_decay` (and every stock script under `python -m hf_linear_decay.run`) has one. It does nothing
 unless the run uses `linear_refined` through the Trainer's own scheduler; then:
 
-- at Trainer construction (`on_init_end`) it checks `lr_scheduler_kwargs` and loads the schedule file, so a typo or
-  a bad path fails before data and model preparation, and stores a `os.PathLike` path as `str` (JSON-serialisable);
+- at Trainer construction (`on_init_end`) it validates `lr_scheduler_kwargs` and reads the schedule file once
+  (`scheduler_kwargs.prepare`; the scheduler the Trainer builds later reuses what was read), so a typo or a bad path
+  fails before data and model preparation, and stores an `os.PathLike` path as `str` (JSON-serialisable);
 - pass 1 (no `schedule_file`): at `on_train_begin` it adds a `RefinementCallback`, which records the norms and writes
   `output_dir/refined_schedule.safetensors`; not if one was given in `callbacks=` (that one takes precedence) or
-  `lr_scheduler_kwargs={"record_norms": false}`;
-- pass 2 (`schedule_file`): at `on_train_begin` it compares this run with the run that recorded the file and warns,
-  one line per difference (see `compare_runs`).
+  `lr_scheduler_kwargs={"record_norms": false}`. Pass 2 records too with `{"record_norms": true}`;
+- pass 2 (`schedule_file`): at `on_train_begin` it says, once on the main process, which schedule the run follows,
+  and compares this run with the run that recorded the file, one warning per difference (see `run_differences`).
 """
 
 from __future__ import annotations
@@ -20,24 +21,22 @@ import os
 
 from transformers.trainer_callback import TrainerCallback
 
-from .norms import norm_for_optimizer
-from .record import RunInfo
-from .registration import SCHEDULER_NAME
-from .trainer_binding import find_trainer, run_info
+from ..core.describe import describe_schedule
+from ..core.norms import norm_for_optimizer
+from ..core.record import RunInfo
+from .binding import find_trainer, run_info
+from .scheduler_kwargs import prepare, uses_linear_refined
 
 logger = logging.getLogger(__name__)
 
 
-def uses_linear_refined(args) -> bool:
-    return str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)) == SCHEDULER_NAME
-
-
 def _batch(run: RunInfo) -> str:
+    processes = "process" if run.world_size == 1 else "processes"
     return (f"global batch {run.global_batch_size} ({run.per_device_train_batch_size} per device × "
-            f"{run.gradient_accumulation_steps} accumulation × {run.world_size} processes)")
+            f"{run.gradient_accumulation_steps} accumulation × {run.world_size} {processes})")
 
 
-def compare_runs(recorded: RunInfo, current: RunInfo) -> list[str]:
+def run_differences(recorded: RunInfo, current: RunInfo) -> list[str]:
     """One line per difference between the run that recorded a schedule and this one, saying whether it matters.
 
     What changes the gradient-norm profile, and so the fit of a refined schedule: the global batch (gradient noise),
@@ -67,38 +66,32 @@ def compare_runs(recorded: RunInfo, current: RunInfo) -> list[str]:
     return lines
 
 
-class RecordingActivator(TrainerCallback):
+class AutoRecorder(TrainerCallback):
     """See the module docstring. One per Trainer; inert for other scheduler types."""
 
     def __init__(self):
-        self.schedule = None
+        self.prepared = None  # scheduler_kwargs.PreparedSchedule: kept alive so that the scheduler can reuse it
         self.recorder = None
         self.custom_scheduler = False
 
     def on_init_end(self, args, state, control, lr_scheduler=None, **kwargs):
         if not uses_linear_refined(args):
             return
-        from .scheduler import check_scheduler_kwargs
-
         self.custom_scheduler = lr_scheduler is not None  # Trainer(optimizers=(opt, sched)) ignores the type
-        if isinstance(args.lr_scheduler_kwargs, dict) and args.lr_scheduler_kwargs:
-            checked = check_scheduler_kwargs(args.lr_scheduler_kwargs)
-            if "schedule_file" in checked:
-                from .schedule_file import load_schedule_file
-
-                args.lr_scheduler_kwargs["schedule_file"] = checked["schedule_file"]  # a Path breaks to_json_string
-                self.schedule = load_schedule_file(checked["schedule_file"])
+        self.prepared = prepare(args.lr_scheduler_kwargs, remember=True)
+        if self.prepared.options.schedule_file is not None:
+            # Stored as str (a Path breaks to_json_string); the scheduler's lookup key is the same either way.
+            args.lr_scheduler_kwargs["schedule_file"] = self.prepared.options.schedule_file
 
     def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
-        if not uses_linear_refined(args) or self.custom_scheduler:
+        if not uses_linear_refined(args) or self.custom_scheduler or self.prepared is None:
             return
-        if self.schedule is not None:
-            lines = compare_runs(self.schedule.run, run_info(args, optimizer, source="this run"))
-            path = args.lr_scheduler_kwargs["schedule_file"]
-            for line in lines:
+        schedule, path = self.prepared.schedule, self.prepared.options.schedule_file
+        if schedule is not None and state.is_world_process_zero:
+            logger.warning("linear_refined: following %s (%s)", path, describe_schedule(schedule))
+            for line in run_differences(schedule.run, run_info(args, optimizer, source="this run")):
                 logger.warning("linear_refined: %s: %s", os.fspath(path), line)
-            return
-        if self.recorder is not None or (args.lr_scheduler_kwargs or {}).get("record_norms", True) is False:
+        if self.recorder is not None or not self.prepared.options.records:
             return
         from .callback import RefinementCallback
 
@@ -107,8 +100,6 @@ class RecordingActivator(TrainerCallback):
         if handler is None or any(isinstance(member, RefinementCallback) for member in handler.callbacks):
             return
         self.recorder = RefinementCallback()
-        logger.info("linear_refined without a schedule file: recording gradient norms (pass 1); the refined schedule "
-                    "goes to %s", os.path.join(args.output_dir, self.recorder.file_name))
         # The handler is iterating over its current list: add to a new list, and deliver this event by hand.
         handler.callbacks = handler.callbacks + [self.recorder]
         self.recorder.on_train_begin(args, state, control, optimizer=optimizer, **kwargs)

@@ -1,4 +1,4 @@
-"""Slow, obviously-correct twins of `hf_linear_decay.refine`, used by the tests as the oracle.
+"""Slow, obviously-correct twins of `hf_linear_decay.core.refine`, used by the tests as the oracle.
 
 Everything is a plain Python loop over steps, following the paper's formulas symbol by symbol. Do not use these in
 training code: the median filter is O(T · width · log width) and the tail sums O(T²).

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .methods import RefinedSchedule
-from .refine import filter_width
-from .schedule_file import schedule_metadata
-from .shapes import linear_decay
+from ..core.methods import RefinedSchedule
+from ..core.refine import filter_width
+from ..files.schedule_file import schedule_metadata
+from ..core.shapes import linear_decay
 
 #: A schedule has "warmed up" at the first step where it reaches this fraction of its peak.
 WARMUP_LEVEL = 0.9

@@ -1,0 +1,150 @@
+"""`lr_scheduler_kwargs` of `linear_refined`: validated once where they enter, and the schedule file read once.
+
+A Trainer run enters here at construction: the automatic recorder (`auto_recorder.AutoRecorder.on_init_end`) calls
+`prepare`, which checks every key, loads the schedule file (and refines its record again when `method`, `norm`,
+`tau` or `power` are given), so that a mistake fails before data and model work. When the Trainer later builds its
+scheduler, `get_linear_refined_schedule` asks `prepared_for` with the same kwargs and gets that very result, as long
+as the file on disk is unchanged; only a scheduler built outside a Trainer does the work itself. No torch here
+(`registration` imports this module, and `import hf_linear_decay` imports registration: only the standard library
+at import time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import weakref
+from dataclasses import dataclass, field
+
+__all__ = ["SCHEDULER_NAME", "PreparedSchedule", "SchedulerOptions", "parse_scheduler_kwargs", "prepare",
+           "prepared_for", "uses_linear_refined"]
+
+SCHEDULER_NAME = "linear_refined"
+
+
+def uses_linear_refined(args) -> bool:
+    """Whether `TrainingArguments` ask for `linear_refined`."""
+    return str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)) == SCHEDULER_NAME
+
+
+def _check_path(value, *, name: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and os.path.exists(str(value)):
+        # transformers turns a digit-only JSON string ("2024") into an int; a file of that name is what was meant.
+        return str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a path, got the number {value!r}: transformers converts a file name made "
+                         "of digits into a number, and no file of that name exists here; give the path with a folder, "
+                         f"e.g. './{value}'.")
+    try:
+        return os.fspath(value)
+    except TypeError:
+        raise ValueError(f"`{name}` must be a path (str or os.PathLike), got {value!r}.") from None
+
+
+def _check_flag(value, *, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be true or false, got {value!r}.")
+    return value
+
+
+def _validators() -> dict:
+    """Key -> validator. `record_norms`: pass 1 records by default, pass 2 only when it is true."""
+    from ..core.methods import check_method
+    from ..core.norms import check_norm
+    from ..core.refine import check_power, check_tau
+
+    return {"schedule_file": _check_path, "method": check_method, "norm": check_norm, "tau": check_tau,
+            "power": check_power, "record_norms": _check_flag}
+
+
+SCHEDULER_KEYS = ("schedule_file", "method", "norm", "tau", "power", "record_norms")
+REFINEMENT_KEYS = ("method", "norm", "tau", "power")
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    """Validated `lr_scheduler_kwargs`: the schedule file, refinement overrides, and whether to record norms."""
+
+    schedule_file: str | None = None
+    overrides: dict = field(default_factory=dict)
+    record_norms: bool | None = None
+
+    @property
+    def records(self) -> bool:
+        """Whether the run records its norms: pass 1 unless turned off, pass 2 only when asked."""
+        return self.record_norms is not False if self.schedule_file is None else self.record_norms is True
+
+
+def parse_scheduler_kwargs(kwargs) -> SchedulerOptions:
+    """Validate `lr_scheduler_kwargs` for linear_refined (each key once, with its name in the message)."""
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"`lr_scheduler_kwargs` for linear_refined must be a JSON object (a dict), got "
+                         f"{type(kwargs).__name__} {kwargs!r:.80}; e.g. "
+                         "--lr_scheduler_kwargs '{\"schedule_file\": \"run1/refined_schedule.safetensors\"}'.")
+    unknown = sorted(set(kwargs) - set(SCHEDULER_KEYS), key=str)
+    if unknown:
+        raise ValueError(f"`lr_scheduler_kwargs` for linear_refined got unknown keys {unknown}; allowed keys are "
+                         f"{list(SCHEDULER_KEYS)}, e.g. '{{\"schedule_file\": \"run1/refined_schedule.safetensors\"}}'.")
+    validators = _validators()
+    checked = {key: validators[key](value, name=f"lr_scheduler_kwargs['{key}']")
+               for key, value in kwargs.items() if value is not None}
+    overrides = {key: checked[key] for key in REFINEMENT_KEYS if key in checked}
+    if "schedule_file" not in checked and overrides:
+        raise ValueError("`lr_scheduler_kwargs` keys `method`, `norm`, `tau` and `power` re-refine a schedule file's "
+                         "record; also pass `schedule_file`, or drop them for plain linear decay.")
+    return SchedulerOptions(checked.get("schedule_file"), overrides, checked.get("record_norms"))
+
+
+@dataclass(eq=False)
+class PreparedSchedule:
+    """The validated options and, for pass 2, the schedule to follow (the file's, or its record refined again)."""
+
+    options: SchedulerOptions
+    schedule: object | None = None  # RefinedSchedule
+    file_identity: tuple | None = None
+
+
+def _file_identity(path: str) -> tuple:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _key(kwargs) -> str:
+    return json.dumps(kwargs, sort_keys=True, default=str)
+
+
+#: Prepared schedules by their kwargs, alive as long as the Trainer-side holder keeps them (weak values).
+_PREPARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def prepare(kwargs, *, remember: bool = False) -> PreparedSchedule:
+    """Validate `kwargs` and load what they name; with `remember`, hand the result to the scheduler built later."""
+    from ..core.methods import build_schedule
+    from ..files.schedule_file import load_schedule_file
+
+    options = parse_scheduler_kwargs(kwargs)
+    prepared = PreparedSchedule(options)
+    if options.schedule_file is not None:
+        schedule = load_schedule_file(options.schedule_file)
+        prepared.file_identity = _file_identity(options.schedule_file)
+        if options.overrides:  # the file's author already accepted its record: a diverged one is not refused again
+            schedule = build_schedule(schedule.record, schedule.settings.updated(**options.overrides), force=True)
+        prepared.schedule = schedule
+    if remember:
+        _PREPARED[_key(kwargs)] = prepared
+    return prepared
+
+
+def prepared_for(kwargs) -> PreparedSchedule:
+    """What `prepare` made for these kwargs at Trainer construction if the file is unchanged, else a fresh result."""
+    prepared = _PREPARED.get(_key(kwargs)) if isinstance(kwargs, dict) else None
+    if prepared is not None:
+        path = prepared.options.schedule_file
+        try:
+            if path is None or _file_identity(path) == prepared.file_identity:
+                return prepared
+        except OSError:
+            pass  # gone since: read it again below, which says what is wrong
+    return prepare(kwargs)
