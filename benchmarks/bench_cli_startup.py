@@ -27,7 +27,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     options = parser.parse_args()
-    from hf_linear_decay.core.methods import build_schedule
+    from hf_linear_decay.core.schedule import build_schedule
     from hf_linear_decay.core.record import NormRecord
     from hf_linear_decay.files.schedule_file import save_schedule_file
 

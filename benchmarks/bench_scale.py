@@ -69,7 +69,7 @@ def timed(name, path, steps):
 def part_one(steps, folder):
     import numpy as np
 
-    from hf_linear_decay.core.methods import build_schedule
+    from hf_linear_decay.core.schedule import build_schedule
     from hf_linear_decay.core.record import NormRecord, RunInfo
     from hf_linear_decay.files.schedule_file import save_schedule_file
 

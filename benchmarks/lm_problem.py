@@ -119,7 +119,8 @@ def run_study(options) -> str:
     for method in METHODS:
         sweep(method, config["grid"], {"schedule_file": pass_one, "method": method})
         schedule = load_schedule_file(pass_one)
-        from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+        from hf_linear_decay.core.schedule import build_schedule
+        from hf_linear_decay.core.settings import RefinementSettings
 
         multipliers = build_schedule(schedule.record, RefinementSettings(method=method)).multipliers
         results[method].update(area=schedule_shapes.area(multipliers), refined=True)

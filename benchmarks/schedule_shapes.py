@@ -46,7 +46,8 @@ def baselines(num_steps: int) -> dict[str, np.ndarray]:
 
 def refined_through_the_package(record, method: str, num_steps: int, **settings) -> np.ndarray:
     """Refine `record` with the package's `method`, write the schedule file, read it back through `linear_refined`."""
-    from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+    from hf_linear_decay.core.schedule import build_schedule
+    from hf_linear_decay.core.settings import RefinementSettings
     from hf_linear_decay.files.schedule_file import save_schedule_file
 
     schedule = build_schedule(record, RefinementSettings(method=method, **settings), force=True)

@@ -130,17 +130,21 @@ def test_a_resumed_pass_2_keeps_its_schedule_when_the_file_changes(make_args, ca
     pass2 = make_args(output_dir=make_args().output_dir + "p2", save_strategy="steps", save_steps=4,
                       lr_scheduler_kwargs={"schedule_file": path})
     Trainer(TinyRegressor(), pass2, train_dataset=RegressionData(), callbacks=[StopAt(4)]).train()
-    # The file is refined again in between (another tau): the schedule it gives differs.
+    # Refined again in between (another tau) into another file, which the resumed run is given: it differs.
     from hf_linear_decay.tools.cli import main
 
-    assert main(["refine", path, "-o", path, "--method", "paper", "--tau", "0.9"]) == 0
-    assert not np.allclose(resample_schedule(load_schedule_file(path).multipliers, 12), original)
+    other = os.path.join(pass1.output_dir, "refined_again.safetensors")
+    assert main(["refine", path, "-o", other, "--method", "paper", "--tau", "0.9"]) == 0
+    assert not np.allclose(resample_schedule(load_schedule_file(other).multipliers, 12), original)
+    pass2.lr_scheduler_kwargs = {"schedule_file": other}
     with caplog.at_level(logging.WARNING, logger="hf_linear_decay.trainer.scheduler"):
         trainer = Trainer(TinyRegressor(), pass2, train_dataset=RegressionData())
         trainer.train(resume_from_checkpoint=os.path.join(pass2.output_dir, "checkpoint-4"))
     lrs = [entry["learning_rate"] for entry in trainer.state.log_history if "loss" in entry]
     np.testing.assert_allclose(lrs, 0.05 * original, rtol=1e-12, atol=1e-18)  # steps 0-3 logged before the stop
-    assert "resuming with the schedule pinned in the checkpoint" in caplog.text and path in caplog.text
+    warning = next(r.getMessage() for r in caplog.records if "pinned in the checkpoint" in r.getMessage())
+    # The pinned schedule's file first, then the file this run was given (not the old one twice).
+    assert warning.index(path) < warning.index(other) and warning.count(path) == 1
 
 
 def test_a_diverged_pass_1_is_refused_with_the_reason(make_args, caplog, capsys):

@@ -12,7 +12,8 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from hf_linear_decay.tools.cli import main
-from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+from hf_linear_decay.core.schedule import build_schedule
+from hf_linear_decay.core.settings import RefinementSettings
 from hf_linear_decay.core.record import NormRecord
 from hf_linear_decay.core.refine import refine_schedule
 from hf_linear_decay.files.schedule_file import load_schedule_file, save_schedule_file
@@ -43,7 +44,7 @@ def test_refine_from_a_text_file_of_norms(tmp_path, capsys):
     np.testing.assert_array_equal(schedule.multipliers, refine_schedule(norms, tau=0.2, power=2))
     assert "T=120" in stdout and "method paper" in stdout
     code, _, stderr = run_cli(capsys, "refine", source, "-o", out)  # the default says why it kept pass 1's schedule
-    assert code == 0 and "note: method 'guarded': the l2 norm started" in stderr
+    assert code == 0 and "note: method 'guarded': kept pass 1's schedule: the l2 norm started" in stderr
 
 
 def test_refine_csv_column_and_norm_override(tmp_path, capsys):

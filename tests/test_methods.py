@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from hf_linear_decay.core.methods import METHODS, RefinedSchedule, RefinementSettings, build_schedule, check_method
+from hf_linear_decay.core.methods import METHODS, check_method
+from hf_linear_decay.core.schedule import RefinedSchedule, build_schedule
+from hf_linear_decay.core.settings import RefinementSettings
 from hf_linear_decay.core.record import NormRecord, RunInfo
 from hf_linear_decay.core.refine import refine_schedule
 
@@ -80,8 +82,8 @@ def test_every_method_returns_a_valid_schedule():
     assert check_method("paper") == "paper"
 
 
-def test_diverged_records_are_refused_unless_forced_and_unknown_steps_do_not_count():
-    from hf_linear_decay.core.methods import DivergedRunError
+def test_diverged_records_are_refused_unless_forced_and_unknown_steps_count_too():
+    from hf_linear_decay.core.schedule import DivergedRunError
 
     norms, lr = np.ones(20), np.linspace(1, 0, 20)
     norms[:6] = np.nan  # 30% recorded as unusable
@@ -89,7 +91,9 @@ def test_diverged_records_are_refused_unless_forced_and_unknown_steps_do_not_cou
         build_schedule(NormRecord.from_columns({"grad_norm_l2": norms, "lr": lr}))
     assert build_schedule(NormRecord.from_columns({"grad_norm_l2": norms, "lr": lr}), force=True).num_steps == 20
     unknown = NormRecord.from_columns({"grad_norm_l2": norms, "lr": np.where(np.isnan(norms), np.nan, lr)})
-    assert build_schedule(unknown).num_steps == 20  # never recorded (resumed without a record): not divergence
+    with pytest.raises(DivergedRunError, match=r"6 of 20 steps \(30%\) cannot be used \(0 skipped .*6 never recorded"):
+        build_schedule(unknown)  # never recorded (a lost record): as unusable as a diverged step, and said so
+    assert build_schedule(unknown, force=True).num_steps == 20
 
 
 def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
@@ -116,8 +120,7 @@ def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
     assert np.all(np.diff(multipliers[ramp_end:]) < 0)  # linear after the warm-up: no hump, no fast anneal
 
 
-def test_guarded_says_when_it_keeps_pass_ones_schedule(caplog):
+def test_guarded_says_when_it_keeps_pass_ones_schedule():
     gentle = NormRecord.from_columns({"grad_norm_l2": np.linspace(10.0, 1.0, 100)}, run=RunInfo(optimizer="SGD"))
-    with caplog.at_level("INFO", logger="hf_linear_decay.core.methods"):
-        build_schedule(gentle)
-    assert "the l2 norm started" in caplog.text and "the schedule is pass 1's own" in caplog.text
+    explanation = build_schedule(gentle).explanation
+    assert explanation.startswith("kept pass 1's schedule: the l2 norm started") and "a warm-up needs 100x" in explanation

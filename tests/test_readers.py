@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from hf_linear_decay.core.methods import build_schedule
+from hf_linear_decay.core.schedule import build_schedule
 from hf_linear_decay.core.record import NormRecord, RunInfo
 from hf_linear_decay.files.schedule_file import save_record_file, save_schedule_file
 from hf_linear_decay.files.readers import MAX_STEPS_PER_VALUE, NormInputError, read_record

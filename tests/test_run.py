@@ -25,7 +25,7 @@ def test_stock_script_under_the_runner_records_pass_1_and_follows_it_in_pass_2(t
     import numpy as np
 
     from hf_linear_decay import load_schedule_file
-    from hf_linear_decay.core.methods import build_schedule
+    from hf_linear_decay.core.schedule import build_schedule
 
     script = tmp_path / "train_stock.py"
     script.write_text(STOCK_SCRIPT)

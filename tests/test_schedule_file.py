@@ -9,7 +9,8 @@ import pytest
 from safetensors.numpy import save_file
 
 import hf_linear_decay
-from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+from hf_linear_decay.core.schedule import build_schedule
+from hf_linear_decay.core.settings import RefinementSettings
 from hf_linear_decay.core.record import NormRecord, RunInfo
 from hf_linear_decay.core.refine import refine_schedule
 from hf_linear_decay.files.schedule_file import (
@@ -71,7 +72,7 @@ def test_metadata_is_written_in_the_documented_order(tmp_path):
     with safe_open(path, framework="np") as reader:
         metadata = reader.metadata()
     assert sorted(metadata) == sorted(SCHEDULE_KEYS)
-    assert metadata["format"] == SCHEDULE_FORMAT and metadata["format_version"] == str(SCHEDULE_VERSION) == "2"
+    assert metadata["format"] == SCHEDULE_FORMAT and metadata["format_version"] == str(SCHEDULE_VERSION) == "3"
     assert metadata["num_steps"] == "40" and metadata["optimizer"] == "AdamW" and metadata["world_size"] == "2"
     assert metadata["method"] == "paper" and metadata["norm"] == "l1" and metadata["recorded"] == "grad_norm_l2,grad_norm_l1,lr"
     assert SCHEDULE_KEYS[:8] == ("format", "format_version", "package_version", "num_steps", "method", "tau", "norm",
@@ -155,7 +156,7 @@ def write_raw(path, metadata_changes=(), **tensor_changes):
     "metadata, tensors, message",
     [
         ({"format": "something_else"}, {}, "not a schedule file"),
-        ({"format_version": "3"}, {}, r"format version 3 is newer .* upgrade hf_linear_decay"),
+        ({"format_version": "4"}, {}, r"format version 4 is newer .* upgrade hf_linear_decay"),
         ({"format_version": "x"}, {}, "`format_version` must be a positive integer, got 'x'"),
         ({"format_version": "²"}, {}, "`format_version` must be a positive integer, got '²'"),
         ({"format_version": "0"}, {}, "`format_version` must be a positive integer"),

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import hf_linear_decay  # noqa: F401  (registers)
-from hf_linear_decay.core.methods import RefinementSettings, build_schedule
+from hf_linear_decay.core.schedule import build_schedule
+from hf_linear_decay.core.settings import RefinementSettings
 from hf_linear_decay.core.record import NormRecord
 from hf_linear_decay.files.schedule_file import save_schedule_file
 from hf_linear_decay.trainer.scheduler_kwargs import parse_scheduler_kwargs

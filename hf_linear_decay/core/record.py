@@ -35,6 +35,7 @@ class RunInfo:
     max_grad_norm: float | None = None
     precision: str | None = None
     source: str | None = None
+    weight_decay: float | None = None
 
     @property
     def global_batch_size(self) -> int | None:
@@ -193,11 +194,26 @@ class NormRecord:
 
     @classmethod
     def from_state(cls, state: dict) -> NormRecord:
-        """Inverse of `state`; also reads version 0.1.0 callback attributes (four lists, no `recorded`)."""
+        """Inverse of `state`; also reads version 0.1.0 callback attributes (four lists, no `recorded`).
+
+        Raises `ValueError` naming the field that does not hold what it should."""
         recorded = state.get("recorded", [name for name in RECORD_COLUMNS if name in state])
-        columns = {name: [math.nan if value is None else float(value) for value in state[name]] for name in recorded}
-        return cls.from_columns(columns, [bool(flag) for flag in state.get("skipped", [])] or None,
-                                RunInfo.from_strings(state.get("run", {})))
+        if not isinstance(recorded, list) or not all(isinstance(name, str) for name in recorded):
+            raise ValueError(f"`recorded` must be a list of column names, got {recorded!r:.60}")
+        run = state.get("run", {})
+        if not isinstance(run, dict):
+            raise ValueError(f"`run` must be an object of run facts, got {run!r:.60}")
+        columns = {}
+        for name in recorded:
+            values = state.get(name)
+            if not isinstance(values, list) or not all(v is None or (isinstance(v, (int, float)) and
+                                                                     not isinstance(v, bool)) for v in values):
+                raise ValueError(f"column `{name}` must be a list of numbers or nulls, got {str(values)[:60]}")
+            columns[name] = [math.nan if value is None else float(value) for value in values]
+        skipped = state.get("skipped", [])
+        if not isinstance(skipped, list):
+            raise ValueError(f"`skipped` must be a list of flags, got {skipped!r:.60}")
+        return cls.from_columns(columns, [bool(flag) for flag in skipped] or None, RunInfo.from_strings(run))
 
     # ----- identity -------------------------------------------------------------------------------------------------
     def sha256(self) -> str:

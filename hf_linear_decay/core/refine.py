@@ -27,18 +27,8 @@ from scipy import ndimage
 #: Default smoothing fraction τ: the median-filter window covers about ``τ · T`` steps (the paper's value).
 DEFAULT_TAU = 0.1
 
-__all__ = [
-    "DEFAULT_TAU",
-    "Refinement",
-    "check_power",
-    "check_tau",
-    "fill_invalid_norms",
-    "filter_width",
-    "median_filter_norms",
-    "multipliers_from_smoothed_norms",
-    "refine",
-    "refine_schedule",
-]
+__all__ = ["DEFAULT_TAU", "Refinement", "check_power", "check_tau", "fill_invalid_norms", "filter_width",
+           "median_filter_norms", "multipliers_from_smoothed_norms", "refine", "refine_schedule", "refinement_of"]
 
 
 def check_tau(tau, *, name: str = "tau") -> float:
@@ -86,6 +76,10 @@ def filter_width(num_steps: int, tau: float = DEFAULT_TAU) -> int:
     tau = check_tau(tau)
     if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"`num_steps` must be a positive integer, got num_steps={num_steps!r}.")
+    return _width(num_steps, tau)
+
+
+def _width(num_steps: int, tau: float) -> int:
     return 2 * math.floor(round(tau * num_steps, 9) / 2) + 1
 
 
@@ -145,7 +139,11 @@ def median_filter_norms(grad_norms, tau: float = DEFAULT_TAU) -> np.ndarray:
     norms = _as_1d_float(grad_norms, "grad_norms")
     if norms.size == 0 or not np.isfinite(norms).all():
         raise ValueError("`grad_norms` must be a non-empty sequence of finite values; fill invalid steps first.")
-    half = filter_width(norms.size, tau) // 2
+    return _median_filter(norms, _width(norms.size, check_tau(tau)))
+
+
+def _median_filter(norms: np.ndarray, width: int) -> np.ndarray:
+    half = width // 2
     if half == 0:
         return norms.copy()
     # Only the end is padded by hand (reflect); scipy's `nearest` mode supplies the repeated first value at the start.
@@ -164,10 +162,13 @@ def multipliers_from_smoothed_norms(smoothed_norms, power: float) -> np.ndarray:
         smoothed_norms (1-D array-like): ĝ, finite and > 0, at least 2 entries.
         power (`float`): p > 0; 2 for l2 norms (Alg. 1), 1 for l1 norms (Alg. 2).
     """
-    power = check_power(power)
     norms = _as_1d_float(smoothed_norms, "smoothed_norms")
     if norms.size < 2 or not (np.isfinite(norms).all() and (norms > 0).all()):
         raise ValueError("`smoothed_norms` must hold at least 2 finite values > 0.")
+    return _multipliers(norms, check_power(power))
+
+
+def _multipliers(norms: np.ndarray, power: float) -> np.ndarray:
     weights = (norms.min() / norms) ** power
     # tail[t] = sum of weights strictly after t (the last step has an empty tail, hence a zero learning rate).
     tail = np.zeros_like(weights)
@@ -235,19 +236,17 @@ def refine(grad_norms, *, tau: float = DEFAULT_TAU, power: float = 2.0, skipped=
         array([1.  , 0.75, 0.5 , 0.25, 0.  ])
         ```
     """
-    tau = check_tau(tau)
-    power = check_power(power)
+    return refinement_of(grad_norms, check_tau(tau), check_power(power), skipped)
+
+
+def refinement_of(grad_norms, tau: float, power: float, skipped=None) -> Refinement:
+    """`refine` for settings that are already valid (the methods' entry: their settings were checked where they
+    entered)."""
     filled, invalid = fill_invalid_norms(grad_norms, skipped)
-    smoothed = median_filter_norms(filled, tau)
-    return Refinement(
-        multipliers=multipliers_from_smoothed_norms(smoothed, power),
-        smoothed_norms=smoothed,
-        filled_norms=filled,
-        invalid=invalid,
-        filter_width=filter_width(filled.size, tau),
-        tau=tau,
-        power=power,
-    )
+    width = _width(filled.size, tau)
+    smoothed = _median_filter(filled, width)
+    return Refinement(multipliers=_multipliers(smoothed, power), smoothed_norms=smoothed, filled_norms=filled,
+                      invalid=invalid, filter_width=width, tau=tau, power=power)
 
 
 def refine_schedule(grad_norms, *, tau: float = DEFAULT_TAU, power: float = 2.0, skipped=None) -> np.ndarray:

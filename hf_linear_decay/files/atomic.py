@@ -57,13 +57,34 @@ def remove_stale_temporaries(path) -> list[str]:
     return removed
 
 
+def check_regular_target(path, error: type[Exception] = OSError) -> None:
+    """Raise `error` if `path` exists and is not a regular file (following links): a device, a FIFO, a socket or a
+    folder is never replaced by a file."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return  # a dangling link: its target is created
+    if stat.S_ISDIR(mode):
+        raise error(f"{os.fspath(path)!r} is a directory; give a file name to write.")
+    if not stat.S_ISREG(mode):
+        raise error(f"{os.fspath(path)!r} is not a regular file (a device, pipe or socket); it is never replaced. "
+                    "Give the name of a file to write.")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; on success it is fsynced and renamed to `path`, on error removed.
 
-    Readers never see a half-written file, and an interrupted write leaves the previous file in place.
+    Readers never see a half-written file, and an interrupted write leaves the previous file in place. A `path` that
+    is a symbolic link is written through to its target (the link stays); one that exists but is not a regular file
+    is refused.
     """
     path = os.fspath(path)
+    if os.path.islink(path):
+        path = os.path.realpath(path)
+    check_regular_target(path, IsADirectoryError if os.path.isdir(path) else OSError)
     directory, base = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     remove_stale_temporaries(path)

@@ -43,7 +43,7 @@ def record_from_callback_state(entry: dict, folder: str, path) -> NormRecord:
         return record
     except CheckpointRecordError:
         raise
-    except (TypeError, ValueError, KeyError) as error:
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
         raise CheckpointRecordError(f"{path}: cannot read the RefinementCallback record ({error}).") from None
 
 

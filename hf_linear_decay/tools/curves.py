@@ -52,10 +52,15 @@ def _state_path(run: str) -> str:
 def read_run(run: str, name: str | None = None) -> RunCurves:
     path = _state_path(run)
     try:
-        with open(path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read it as JSON ({error}).") from None
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error}).") from None
+    try:
+        state = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError(f"{path}: not a trainer_state.json (not JSON text); `compare` takes Trainer output folders or "
+                         "their trainer_state.json files (`inspect` and `plot` read schedule files).") from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise ValueError(f"{path}: no `log_history` list; is this a Trainer trainer_state.json?")
     label = name or os.path.basename(os.path.normpath(run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))))
@@ -69,7 +74,8 @@ def compare_table(runs: list[RunCurves]) -> str:
     for run in runs:
         steps = max((step for curve in run.curves.values() for step, _ in curve), default=0)
         final = run.last("eval_loss")
-        relative = f"{100 * (final / reference - 1):+.2f}%" if math.isfinite(final) and math.isfinite(reference) else "-"
+        comparable = math.isfinite(final) and math.isfinite(reference) and reference != 0
+        relative = f"{100 * (final / reference - 1):+.2f}%" if comparable else "-"
 
         def show(value):
             return f"{value:.4f}" if math.isfinite(value) else "-"

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from ..files.atomic import atomic_path
-from ..core.methods import RefinedSchedule
+from ..core.schedule import RefinedSchedule
 from ..core.refine import fill_invalid_norms, filter_width, median_filter_norms
 from ..core.shapes import cosine_decay, linear_decay
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.methods import RefinedSchedule
+from ..core.schedule import RefinedSchedule
 from ..core.refine import filter_width
 from ..files.schedule_file import schedule_metadata
 from ..core.shapes import linear_decay

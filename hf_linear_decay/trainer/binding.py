@@ -78,7 +78,8 @@ def run_info(args, optimizer, source: str) -> RunInfo:
         base_lr=float(args.learning_rate), world_size=int(args.world_size),
         gradient_accumulation_steps=int(args.gradient_accumulation_steps),
         per_device_train_batch_size=int(args.per_device_train_batch_size), max_grad_norm=float(args.max_grad_norm or 0),
-        precision="fp16" if args.fp16 else "bf16" if args.bf16 else "fp32", source=source)
+        precision="fp16" if args.fp16 else "bf16" if args.bf16 else "fp32", source=source,
+        weight_decay=float(args.weight_decay or 0))
 
 
 def zero_optimizer_of(optimizer):

@@ -10,7 +10,9 @@ from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from .distributed import first_disagreeing_rank
 from .grad_norms import gradient_norms
-from ..core.methods import DEFAULT_METHOD, RefinedSchedule, RefinementSettings, build_schedule
+from ..core.methods import DEFAULT_METHOD
+from ..core.schedule import RefinedSchedule, build_schedule
+from ..core.settings import RefinementSettings
 from ..core.norms import NORM_TYPES
 from ..core.record import NormRecord
 from ..core.refine import DEFAULT_TAU

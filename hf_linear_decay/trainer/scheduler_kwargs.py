@@ -121,7 +121,7 @@ _PREPARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 def prepare(kwargs, *, remember: bool = False) -> PreparedSchedule:
     """Validate `kwargs` and load what they name; with `remember`, hand the result to the scheduler built later."""
-    from ..core.methods import build_schedule
+    from ..core.schedule import build_schedule
     from ..files.schedule_file import load_schedule_file
 
     options = parse_scheduler_kwargs(kwargs)

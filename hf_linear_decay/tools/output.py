@@ -1,0 +1,60 @@
+"""Where the CLI writes: output files that never clobber an input or a non-file, and stdout that is checked.
+
+- `check_output`: an output path must not be empty, must not be one of the command's inputs (the same file, also
+  through another name), and must be a regular file if it exists; a symbolic link is written through to its target
+  (the link stays). The atomic writer (`files.atomic`) refuses non-regular targets for every writer.
+- `print_checked`: stdout written and flushed with its errors turned into one line (a full disk or a closed stdout
+  must not end with exit code 0 and a cut file).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["OutputError", "check_output", "one_line", "print_checked"]
+
+
+class OutputError(Exception):
+    """The output cannot be written as asked; printed as one line, exit code 2."""
+
+
+def check_output(path, inputs=()) -> str:
+    """The path to write for `-o PATH`: the target of a link, after the checks above."""
+    if path is None or os.fspath(path) == "":
+        raise OutputError("-o/--output is empty; give the name of the file to write.")
+    path = os.fspath(path)
+    target = os.path.realpath(path)
+    for given in inputs:
+        try:
+            same = os.path.exists(target) and os.path.samefile(target, given)
+        except OSError:
+            same = False
+        if same or os.path.realpath(os.fspath(given)) == target:
+            raise OutputError(f"{path!r} is the input {os.fspath(given)!r}; writing it would replace what it was "
+                              "made from. Choose another output file.")
+    if os.path.lexists(target):
+        from ..files.atomic import check_regular_target
+
+        check_regular_target(target, OutputError)
+    return target if os.path.islink(path) else path
+
+
+def print_checked(text: str | None) -> None:
+    """Print `text` (None: only flush) to stdout; a failed write or flush raises `OutputError`."""
+    if sys.stdout is None:
+        raise OutputError("standard output is closed; nothing could be printed (drop `>&-`).")
+    try:
+        if text is not None:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OutputError(f"cannot write to standard output ({error.strerror or error}); what was printed is "
+                          "incomplete.") from None
+
+
+def one_line(text: str) -> str:
+    """A message on one line: line breaks (e.g. in a file name) shown as `\\n`."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
