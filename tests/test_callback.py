@@ -220,12 +220,20 @@ def test_two_callbacks_both_resume_their_record(make_args):
     reference = RefinementCallback()
     train(full, [reference])
     broken = make_args(output_dir=make_args().output_dir + "broken2", **common)
-    train(broken, [RefinementCallback(), RefinementCallback(tau=0.5), StopAt(4)])
-    first, second = RefinementCallback(), RefinementCallback(tau=0.5)
+    other = dict(tau=0.5, file_name="tau05.safetensors")
+    train(broken, [RefinementCallback(), RefinementCallback(**other), StopAt(4)])
+    first, second = RefinementCallback(), RefinementCallback(**other)
     train(broken, [first, second], resume=os.path.join(broken.output_dir, "checkpoint-4"))
     for callback in (first, second):
         assert callback.record.sha256() == reference.record.sha256()
         assert not callback.record.skipped.any()
+    assert load_schedule_file(os.path.join(broken.output_dir, "tau05.safetensors")).tau == 0.5
+
+
+def test_two_callbacks_writing_one_file_are_an_error(make_args):
+    args = make_args(output_dir=make_args().output_dir + "clash")
+    with pytest.raises(ValueError, match="two RefinementCallbacks of this Trainer would write refined_schedule"):
+        train(args, [RefinementCallback(), RefinementCallback(tau=0.5)])
 
 
 def test_save_state_after_training_points_at_the_final_record(make_args):

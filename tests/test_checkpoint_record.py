@@ -8,6 +8,7 @@ import pytest
 from hf_linear_decay.files.checkpoint_record import (
     CheckpointRecordError,
     pointer_attributes,
+    read_saved_records,
     record_from_callback_state,
     saved_callback_record,
 )
@@ -44,7 +45,10 @@ def test_several_entries_take_the_one_that_covers_every_step(tmp_path):
     assert len(saved_callback_record(entries, str(tmp_path), 6, "ts.json")) == 6
     assert len(saved_callback_record(entries[:2], str(tmp_path), 6, "ts.json")) == 4  # the longest if none is complete
     assert saved_callback_record(None, str(tmp_path), 6, "ts.json") is None
-    errors = []
     broken = [{"attributes": pointer_attributes(record(6))}, {"attributes": record(6).state()}]
-    assert len(saved_callback_record(broken, str(tmp_path), 6, "ts.json", on_error=errors.append)) == 6
-    assert errors and "no such file" in errors[0]
+    records, problems = read_saved_records(broken, str(tmp_path), "ts.json")
+    assert [len(r) for r in records] == [6] and len(problems) == 1 and "no such file" in problems[0]
+    with pytest.raises(CheckpointRecordError, match="no such file"):
+        saved_callback_record(broken, str(tmp_path), 6, "ts.json")
+    stale = [{"attributes": pointer_attributes(record(0))}, {"attributes": record(6).state()}]  # made at Trainer init
+    assert read_saved_records(stale, str(tmp_path), "ts.json")[1] == []

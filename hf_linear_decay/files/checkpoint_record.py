@@ -12,7 +12,8 @@ import os
 from ..core.record import NormRecord
 from .schedule_file import RECORD_FILE_NAME, load_record_file
 
-__all__ = ["CheckpointRecordError", "pointer_attributes", "record_from_callback_state", "saved_callback_record"]
+__all__ = ["CheckpointRecordError", "MissingRecordError", "missing_record_message", "resumed_record", "pointer_attributes", "read_saved_records",
+           "record_from_callback_state", "saved_callback_record"]
 
 
 class CheckpointRecordError(ValueError):
@@ -47,17 +48,61 @@ def record_from_callback_state(entry: dict, folder: str, path) -> NormRecord:
         raise CheckpointRecordError(f"{path}: cannot read the RefinementCallback record ({error}).") from None
 
 
-def saved_callback_record(saved, folder: str, global_step: int, path, on_error=None) -> NormRecord | None:
-    """The record among a trainer_state.json's `RefinementCallback` entries (one, or a list when several instances
-    saved: transformers appends each instance's state at every save) that covers `global_step` steps, else the
-    longest; `None` if there is none. `on_error(message)` instead of raising for an unreadable entry."""
-    records = []
+def read_saved_records(saved, folder: str, path) -> tuple[list[NormRecord], list[str]]:
+    """The records of a trainer_state.json's `RefinementCallback` entries (one, or a list when several instances
+    saved: transformers appends each instance's state at every save), and a message for each entry that points at a
+    record it cannot have. Entries of 0 steps (made when the Trainer was built, before any step) are skipped."""
+    records, problems = [], []
     for entry in [] if saved is None else saved if isinstance(saved, list) else [saved]:
+        attributes = entry.get("attributes") if isinstance(entry, dict) else None
+        if isinstance(attributes, dict) and "record_file" in attributes and attributes.get("num_steps") == 0:
+            continue
         try:
             records.append(record_from_callback_state(entry, folder, path))
         except CheckpointRecordError as error:
-            if on_error is None:
-                raise
-            on_error(str(error))
+            problems.append(str(error))
+    return records, problems
+
+
+def saved_callback_record(saved, folder: str, global_step: int, path) -> NormRecord | None:
+    """The record among the saved entries that covers `global_step` steps, else the longest; `None` if there is
+    none. Raises `CheckpointRecordError` for an entry whose record is missing or unreadable."""
+    records, problems = read_saved_records(saved, folder, path)
+    if problems:
+        raise CheckpointRecordError(problems[0])
     complete = [record for record in records if len(record) == global_step]
     return (complete or sorted(records, key=len) or [None])[-1]
+
+
+def missing_record_message(checkpoint: str, problems: list[str], global_step: int) -> str:
+    """Why a resume from `checkpoint` stops, and the two ways on: an earlier checkpoint, or the explicit flag."""
+    run_dir = os.path.dirname(os.path.abspath(checkpoint))
+    earlier = sorted((int(name.rsplit("-", 1)[1]), name) for name in os.listdir(run_dir)
+                     if name.startswith("checkpoint-") and name.rsplit("-", 1)[1].isdigit()
+                     and int(name.rsplit("-", 1)[1]) < global_step
+                     and os.path.isfile(os.path.join(run_dir, name, RECORD_FILE_NAME)))
+    where = (f"resume from {os.path.join(run_dir, earlier[-1][1])}, which has its record" if earlier else
+             "resume from an earlier checkpoint that has its record")
+    return (f"RefinementCallback: {checkpoint} points to a record of its {global_step} steps that cannot be used: "
+            f"{problems[0]} Without it the norms of those steps are lost. Either {where}, or go on with those steps "
+            "marked unknown (they count against the 25% refusal when refining): lr_scheduler_kwargs="
+            "{\"resume_without_record\": true} or RefinementCallback(resume_without_record=True).")
+
+
+class MissingRecordError(RuntimeError):
+    """A resume would lose the record its checkpoint points to; the message names the checkpoint and the ways on."""
+
+
+def resumed_record(saved, folder: str, global_step: int, allow_missing: bool, warn) -> NormRecord:
+    """The record a resume from `folder` continues: the saved one covering every step. A pointer to a record that
+    cannot be used raises `MissingRecordError` unless `allow_missing` (then `warn(message)` and the steps it covered
+    are unknown); a checkpoint saved without the callback gives an empty record."""
+    records, problems = read_saved_records(saved, folder, os.path.join(folder, "trainer_state.json"))
+    complete = [record for record in records if len(record) == global_step]
+    if complete:
+        return complete[-1]
+    if problems and not allow_missing:
+        raise MissingRecordError(missing_record_message(folder, problems, global_step))
+    for message in problems:
+        warn(f"{message} The steps it covered are marked unknown.")
+    return max(records, key=len, default=NormRecord())

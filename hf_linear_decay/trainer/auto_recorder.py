@@ -99,7 +99,7 @@ class AutoRecorder(TrainerCallback):
         handler = getattr(trainer, "callback_handler", None)
         if handler is None or any(isinstance(member, RefinementCallback) for member in handler.callbacks):
             return
-        self.recorder = RefinementCallback()
+        self.recorder = RefinementCallback(resume_without_record=self.prepared.options.resume_without_record)
         # The handler is iterating over its current list: add to a new list, and deliver this event by hand.
         handler.callbacks = handler.callbacks + [self.recorder]
         self.recorder.on_train_begin(args, state, control, optimizer=optimizer, **kwargs)

@@ -24,7 +24,8 @@ import sys
 from .grad_norms import gradient_norms
 from ..core.record import RunInfo
 
-__all__ = ["bind_trainer", "find_trainer", "innermost_optimizer", "run_info", "watch_zero_step", "zero_optimizer_of"]
+__all__ = ["bind_trainer", "checkpoint_being_saved", "find_trainer", "innermost_optimizer", "other_recorders", "run_info",
+           "watch_zero_step", "zero_optimizer_of"]
 
 
 def find_trainer(callback) -> tuple[object | None, dict]:
@@ -38,6 +39,26 @@ def find_trainer(callback) -> tuple[object | None, dict]:
                 return candidate, dict(frame.f_locals)
         frame = frame.f_back
     return None, {}
+
+
+def checkpoint_being_saved(trainer) -> str | None:
+    """The folder `trainer._save_checkpoint` is writing now (its local `output_dir`), if it is up the stack.
+
+    The Trainer asks each `ExportableState` callback for its state there, right before it writes the checkpoint's
+    trainer_state.json (transformers 5.24 trainer.py `_save_checkpoint`; tests/test_binding.py checks the order).
+    """
+    frame = sys._getframe(1)
+    while frame is not None and trainer is not None:
+        if frame.f_code.co_name == "_save_checkpoint" and frame.f_locals.get("self") is trainer:
+            return frame.f_locals.get("output_dir")
+        frame = frame.f_back
+    return None
+
+
+def other_recorders(callback, trainer) -> list:
+    """The other callbacks of `trainer` of the same class as `callback` (several recorders of one run)."""
+    return [member for member in trainer.callback_handler.callbacks
+            if member is not callback and type(member) is type(callback)]
 
 
 def bind_trainer(callback, trainer) -> None:
@@ -99,10 +120,10 @@ def watch_zero_step(callback, zero_optimizer, model) -> None:
     parameters = list(model.parameters())
 
     def step_and_measure(*args, **kwargs):
-        norms, method = gradient_norms(zero_optimizer=zero_optimizer, parameters=parameters)
+        norms, measured_by = gradient_norms(zero_optimizer=zero_optimizer, parameters=parameters)
         scale = float(getattr(zero_optimizer, "loss_scale", None) or 1.0)
         callback.receive_zero_measurement(
-            None if norms is None else {name: value / scale for name, value in norms.items()}, method,
+            None if norms is None else {name: value / scale for name, value in norms.items()}, measured_by,
             float(zero_optimizer.param_groups[0]["lr"]))
         return original_step(*args, **kwargs)
 

@@ -17,8 +17,10 @@ from ..core.norms import NORM_TYPES
 from ..core.record import NormRecord
 from ..core.refine import DEFAULT_TAU
 from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
-from ..files.checkpoint_record import pointer_attributes, saved_callback_record
-from .binding import bind_trainer, find_trainer, run_info, watch_zero_step, zero_optimizer_of
+from ..core.describe import describe_schedule
+from ..files.checkpoint_record import pointer_attributes, resumed_record
+from .binding import (bind_trainer, checkpoint_being_saved, find_trainer, other_recorders, run_info, watch_zero_step,
+                      zero_optimizer_of)
 
 logger = logging.getLogger(__name__)
 
@@ -43,21 +45,31 @@ class RefinementCallback(TrainerCallback, ExportableState):
     - `skipped`: the optimizer reported a skipped step, or a norm is not finite (fp16 overflow; the default fused
       AdamW does not report its skips, the non-finite norm catches them).
 
-    Norms stay on the device and are copied to the host in one batch at logging steps, at saves and every
-    `flush_every` steps. Before writing, the ranks compare a fingerprint of the steps since the last check and fail
-    loudly if they disagree. `trainer_state.json` keeps only a pointer to the checkpoint's record file and its digest.
+    Norms stay on the device, copied to the host in batches (logging steps, saves, every `flush_every` steps). At each
+    save the ranks compare a fingerprint of their records and fail loudly if they disagree; `trainer_state.json`
+    keeps only a pointer to the checkpoint's record file and its digest.
 
     Args:
         tau (`float`, *optional*, defaults to 0.1), norm (`str`, *optional*), power (`float`, *optional*),
-        method (`str`, *optional*): how to refine (see `hf_linear_decay.methods.RefinementSettings`); by default the
-            norm follows the optimizer (Adam-type: l1 with p=1, otherwise l2 with p=2).
-        file_name (`str`, *optional*, defaults to "refined_schedule.safetensors").
+        method (`str`, *optional*), method_options (`dict`, *optional*): how to refine (see
+            `hf_linear_decay.core.settings.RefinementSettings`); by default the norm follows the optimizer (Adam-type:
+            l1 with p=1, otherwise l2 with p=2).
+        file_name (`str`, *optional*, defaults to "refined_schedule.safetensors"): one per callback of a Trainer.
         flush_every (`int`, *optional*, defaults to 256): copy pending norms to the host at least this often.
+        resume_without_record (`bool`, *optional*, defaults to False): resume from a checkpoint whose record is
+            missing or unreadable, with its steps marked unknown, instead of stopping with the reason.
+
+    A checkpoint's record is written when the Trainer asks for this callback's state, just before it writes the
+    `trainer_state.json` that points to it: a checkpoint the Trainer resumes from always has its record.
     """
 
     def __init__(self, tau: float = DEFAULT_TAU, norm: str | None = None, power: float | None = None,
-                 method: str = DEFAULT_METHOD, file_name: str = SCHEDULE_FILE_NAME, flush_every: int = 256):
-        self.settings = RefinementSettings(method=method, norm=norm, tau=tau, power=power)
+                 method: str = DEFAULT_METHOD, file_name: str = SCHEDULE_FILE_NAME, flush_every: int = 256,
+                 method_options: dict | None = None, resume_without_record: bool = False):
+        self.settings = RefinementSettings(method=method, norm=norm, tau=tau, power=power, options=method_options or {})
+        if not isinstance(resume_without_record, bool):
+            raise ValueError(f"`resume_without_record` must be True or False, got {resume_without_record!r}.")
+        self.resume_without_record = resume_without_record
         if not isinstance(file_name, str) or not file_name or os.path.basename(file_name) != file_name:
             raise ValueError(f"`file_name` must be a plain file name, got file_name={file_name!r}.")
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
@@ -78,8 +90,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
     def receive_pre_clip_l2(self, value) -> None:
         self._pre_clip_l2 = value
 
-    def receive_zero_measurement(self, norms, method: str, lr: float) -> None:
-        self._zero_step, self.measurement = (norms, lr), method
+    def receive_zero_measurement(self, norms, measured_by: str, lr: float) -> None:
+        self._zero_step, self.measurement = (norms, lr), measured_by
 
     # ----- the record -----------------------------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -102,24 +114,31 @@ class RefinementCallback(TrainerCallback, ExportableState):
 
     def state(self) -> dict:
         self._flush()
+        folder = checkpoint_being_saved(self.bound_trainer)
+        if folder is not None:  # the Trainer writes the state that points to the record next: the record goes first
+            save_record_file(self.record, os.path.join(folder, RECORD_FILE_NAME))
         settings = self.settings
         return {"args": {"tau": settings.tau, "norm": settings.norm, "power": settings.power, "method": settings.method,
-                         "file_name": self.file_name, "flush_every": self.flush_every},
+                         "method_options": settings.options, "file_name": self.file_name,
+                         "flush_every": self.flush_every, "resume_without_record": self.resume_without_record},
                 "attributes": pointer_attributes(self.record)}
 
     def _saved_record(self, args, state, checkpoint) -> NormRecord:
         folder = checkpoint if isinstance(checkpoint, str) else os.path.join(args.output_dir,
                                                                              f"checkpoint-{state.global_step}")
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        record = saved_callback_record(saved, folder, state.global_step, os.path.join(folder, "trainer_state.json"),
-                                       on_error=lambda message: logger.warning("RefinementCallback: %s", message))
-        return record or NormRecord()
+        return resumed_record((state.stateful_callbacks or {}).get(type(self).__name__), folder, state.global_step,
+                              self.resume_without_record, lambda text: logger.warning("RefinementCallback: %s", text))
 
     # ----- events ---------------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         trainer, frame = find_trainer(self)
         if trainer is not None:
             bind_trainer(self, trainer)
+            clash = [other for other in other_recorders(self, trainer) if other.file_name == self.file_name]
+            if clash:
+                raise ValueError(f"two RefinementCallbacks of this Trainer would write {self.file_name} (settings "
+                                 f"{self.settings} and {clash[0].settings}): one schedule would be lost. Give each its "
+                                 "own file_name, e.g. RefinementCallback(..., file_name='refined_tau05.safetensors').")
         elif args.max_grad_norm and args.max_grad_norm > 0 and self.bound_trainer is None:
             raise RuntimeError("RefinementCallback could not find the Trainer that runs it, so it cannot see the "
                                "pre-clipping gradient norm while clipping is on (max_grad_norm > 0). Call "
@@ -192,13 +211,20 @@ class RefinementCallback(TrainerCallback, ExportableState):
 
     def on_save(self, args, state, control, **kwargs):
         self._check_ranks_agree()
-        if state.is_world_process_zero:
-            self._write(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
+        if state.is_world_process_zero:  # the record is already there (see `state`); the schedule is not needed to resume
+            self.write_schedule_file(os.path.join(args.output_dir, f"checkpoint-{state.global_step}", self.file_name))
 
     def on_train_end(self, args, state, control, **kwargs):
         self._check_ranks_agree()
         if state.is_world_process_zero:
-            self._write(args.output_dir)
+            save_record_file(self.record, os.path.join(args.output_dir, RECORD_FILE_NAME))
+            path = os.path.join(args.output_dir, self.file_name)
+            schedule = self.write_schedule_file(path)
+            if schedule is not None:  # what users must see, once, at the level transformers shows by default
+                explanation = f"; {schedule.explanation}" if schedule.explanation else ""
+                logger.warning("RefinementCallback: wrote %s (%s%s). Look at it: hf-linear-decay inspect %s ; follow "
+                               "it in pass 2: --lr_scheduler_kwargs '{\"schedule_file\": \"%s\"}'", path,
+                               describe_schedule(schedule), explanation, path, path)
         # The Trainer refreshes callback states only at checkpoints; `trainer.save_state()` after training (as
         # transformers' example scripts call it) must point at the record file just written, not at a stale one.
         if isinstance(state.stateful_callbacks, dict):
@@ -214,16 +240,14 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._flush()
         return build_schedule(self.record.copy(), self.settings)
 
-    def _write(self, folder: str) -> None:
-        save_record_file(self.record, os.path.join(folder, RECORD_FILE_NAME))
-        self.write_schedule_file(os.path.join(folder, self.file_name))
-
-    def write_schedule_file(self, path) -> str | None:
-        """Write the refined schedule file atomically; skipped (with a warning) while it cannot be refined yet."""
+    def write_schedule_file(self, path) -> RefinedSchedule | None:
+        """Write the refined schedule file atomically and return it; skipped (with a warning) while it cannot be
+        refined yet."""
         try:
             schedule = self.refined_schedule()
         except ValueError as error:
             logger.warning("RefinementCallback: not writing %s: %s The record itself is kept in %s beside it.", path,
                            error, RECORD_FILE_NAME)
             return None
-        return save_schedule_file(schedule, path)
+        save_schedule_file(schedule, path)
+        return schedule

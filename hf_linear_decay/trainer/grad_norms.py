@@ -109,7 +109,8 @@ def gradient_norms(model=None, *, zero_optimizer=None, parameters=None) -> tuple
         parameters: under DeepSpeed, the model's parameters (for the `safe_get_full_grad` fallback).
 
     Returns:
-        `({norm name: float32 tensor}, method)`, `method` one of "tensors", "fsdp1", "partitions", "full_grad"; the
+        `({norm name: float32 tensor}, measured_by)`, `measured_by` one of "tensors", "fsdp1", "partitions",
+        "full_grad" (the measurement path, not to be confused with a refinement method); the
         dict is `None` when there is no gradient.
     """
     if zero_optimizer is not None:

@@ -54,11 +54,19 @@ def _validators() -> dict:
     from ..core.refine import check_power, check_tau
 
     return {"schedule_file": _check_path, "method": check_method, "norm": check_norm, "tau": check_tau,
-            "power": check_power, "record_norms": _check_flag}
+            "power": check_power, "method_options": _check_options, "record_norms": _check_flag,
+            "resume_without_record": _check_flag}
 
 
-SCHEDULER_KEYS = ("schedule_file", "method", "norm", "tau", "power", "record_norms")
-REFINEMENT_KEYS = ("method", "norm", "tau", "power")
+def _check_options(value, *, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"`{name}` must be an object of the method's parameters, got {value!r:.60}.")
+    return value  # checked against the method once it is known (RefinementSettings.with_checked)
+
+
+SCHEDULER_KEYS = ("schedule_file", "method", "norm", "tau", "power", "method_options", "record_norms",
+                  "resume_without_record")
+REFINEMENT_KEYS = {"method": "method", "norm": "norm", "tau": "tau", "power": "power", "method_options": "options"}
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,9 @@ class SchedulerOptions:
     """Validated `lr_scheduler_kwargs`: the schedule file, refinement overrides, and whether to record norms."""
 
     schedule_file: str | None = None
-    overrides: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # RefinementSettings fields, validated (options: see with_checked)
     record_norms: bool | None = None
+    resume_without_record: bool = False
 
     @property
     def records(self) -> bool:
@@ -90,11 +99,12 @@ def parse_scheduler_kwargs(kwargs) -> SchedulerOptions:
     validators = _validators()
     checked = {key: validators[key](value, name=f"lr_scheduler_kwargs['{key}']")
                for key, value in kwargs.items() if value is not None}
-    overrides = {key: checked[key] for key in REFINEMENT_KEYS if key in checked}
+    overrides = {field: checked[key] for key, field in REFINEMENT_KEYS.items() if key in checked}
     if "schedule_file" not in checked and overrides:
-        raise ValueError("`lr_scheduler_kwargs` keys `method`, `norm`, `tau` and `power` re-refine a schedule file's "
-                         "record; also pass `schedule_file`, or drop them for plain linear decay.")
-    return SchedulerOptions(checked.get("schedule_file"), overrides, checked.get("record_norms"))
+        raise ValueError("`lr_scheduler_kwargs` keys `method`, `norm`, `tau`, `power` and `method_options` re-refine a "
+                         "schedule file's record; also pass `schedule_file`, or drop them for plain linear decay.")
+    return SchedulerOptions(checked.get("schedule_file"), overrides, checked.get("record_norms"),
+                            checked.get("resume_without_record", False))
 
 
 @dataclass(eq=False)
@@ -130,7 +140,9 @@ def prepare(kwargs, *, remember: bool = False) -> PreparedSchedule:
         schedule = load_schedule_file(options.schedule_file)
         prepared.file_identity = _file_identity(options.schedule_file)
         if options.overrides:  # the file's author already accepted its record: a diverged one is not refused again
-            schedule = build_schedule(schedule.record, schedule.settings.updated(**options.overrides), force=True)
+            names = {field: f"lr_scheduler_kwargs['{key}']" for key, field in REFINEMENT_KEYS.items()}
+            settings = schedule.settings.with_checked(options.overrides, names=names)
+            schedule = build_schedule(schedule.record, settings, force=True)
         prepared.schedule = schedule
     if remember:
         _PREPARED[_key(kwargs)] = prepared
