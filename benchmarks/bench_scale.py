@@ -31,7 +31,8 @@ MEMORY_TARGET = 4.0  # peak RSS / file size
 OPERATIONS = {
     "read bytes": ("", "open(PATH, 'rb').read()"),
     "load": ("from hf_linear_decay.files.schedule_file import load_schedule_file", "load_schedule_file(PATH)"),
-    "scheduler build": ("import torch, hf_linear_decay\nfrom hf_linear_decay.trainer.scheduler import get_linear_refined_schedule\n"
+    "scheduler build": ("import torch, hf_linear_decay\nfrom hf_linear_decay.trainer.scheduler import "
+                        "get_linear_refined_schedule\n"
                         "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)",
                         "get_linear_refined_schedule(opt, 0, STEPS, schedule_file=PATH)"),
     "inspect": ("", "from hf_linear_decay.tools.cli import main; assert main(['inspect', PATH]) == 0"),
@@ -157,14 +158,16 @@ def part_two(ranks, steps, folder):
         handle.write(RANK_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-                             script, os.path.join(folder, "ranks"), str(steps)], capture_output=True, text=True, env=env)
+                             script, os.path.join(folder,
+                                                  "ranks"), str(steps)], capture_output=True, text=True, env=env)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         raise SystemExit(f"rank simulation failed:\n{result.stderr[-3000:]}")
     numbers = json.loads(lines[-1])
     cores = os.cpu_count()
     print(f"\n## {steps:,}-step record on {ranks} gloo ranks (no model; callback save and resume)\n")
-    print(f"With {ranks} processes on {cores} cores the wall time mostly measures waiting for a core; the busiest rank's "
+    print(f"With {ranks} processes on {cores} cores the wall time mostly measures waiting for a core; the busiest "
+          "rank's "
           "CPU time is what a rank with a core of its own spends (the target applies to it).\n")
     print("| operation | busiest rank's CPU (s) | wall, all ranks (s) | target |\n|---|---|---|---|")
     for name, label in (("save", "on_save (rank check; rank 0 writes the record and schedule files)"),

@@ -74,7 +74,8 @@ def full_objective(W, X, y) -> np.ndarray:
     with np.errstate(all="ignore"):
         for index in range(W.shape[0]):
             seeds, d, k = W[index].shape  # one BLAS product for all seeds: (n, d) @ (d, S*k)
-            logits = (X @ W[index].transpose(1, 0, 2).reshape(d, seeds * k)).reshape(len(X), seeds, k).transpose(1, 0, 2)
+            logits = (X @ W[index].transpose(1, 0, 2).reshape(d, seeds * k)).reshape(len(X), seeds, k).transpose(1, 0,
+                                                                                                                 2)
             logits -= logits.max(axis=2, keepdims=True)
             log_z = np.log(np.exp(logits).sum(axis=2))
             picked = np.take_along_axis(logits, y[None, :, None], axis=2)[..., 0]

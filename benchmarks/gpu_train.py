@@ -49,10 +49,12 @@ def main():
     if args.process_index == 0:
         with open(options.out, "w") as handle:
             json.dump({"backend": options.backend, "precision": options.precision, "optim": options.optim,
-                       **{name: callback.record.column(name).tolist() for name in ("grad_norm_l2", "grad_norm_l1", "lr")},
+                       **{name: callback.record.column(name).tolist() for name in ("grad_norm_l2", "grad_norm_l1",
+                                                                                   "lr")},
                        "skipped": callback.record.skipped.tolist(),
                        "logged_grad_norm": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h],
-                       "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}, handle)
+                       "torch": torch.__version__,
+                       "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}, handle)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def read_documents(source: str | None = None, validation_every: int = 20, max_do
                 documents = [(relative, handle.read())]
         for name, text in documents:
             if text.strip():
-                splits["validation" if _held_out(name, validation_every) else "train"].append({"text": text, "path": name})
+                splits["validation" if _held_out(name, validation_every) else "train"].append({"text": text,
+                                                                                               "path": name})
     return splits
 
 
@@ -138,7 +139,8 @@ def packed_dataset(documents, tokenizer, block_size: int, cache_dir: str, num_pr
     staging = path + ".tokenized"
     tokenized.save_to_disk(staging)
     blocks = Dataset.from_generator(_generate_blocks, gen_kwargs={"shards": staging, "block_size": block_size,
-                                                                  "pad_id": eos}, cache_dir=os.path.join(cache_dir, ".hf"))
+                                                                  "pad_id": eos}, cache_dir=os.path.join(cache_dir,
+                                                                                                         ".hf"))
     blocks.save_to_disk(path)
     import shutil
 

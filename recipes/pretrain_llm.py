@@ -94,7 +94,8 @@ def main():
         tokenizer_dir = model_args.tokenizer_name_or_path or os.path.join(home, f"tokenizer-bpe{model_args.vocab_size}")
         if not os.path.isfile(os.path.join(tokenizer_dir, "tokenizer.json")):
             if data.streaming:
-                raise SystemExit("--streaming needs --tokenizer_name_or_path (a tokenizer is trained on a finite split)")
+                raise SystemExit("--streaming needs --tokenizer_name_or_path (a tokenizer is trained on a finite "
+                                 "split)")
             train_tokenizer((d["text"] for d in train_docs), model_args.vocab_size, tokenizer_dir)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if data.streaming:

@@ -1,4 +1,4 @@
-"""Two-pass refinement demo on CPU: pass 1 records gradient norms under linear decay, pass 2 follows the refined schedule.
+"""Two-pass demo on CPU: pass 1 records gradient norms under linear decay, pass 2 follows the refined schedule.
 
     python recipes/two_pass_demo.py                       # about 4 minutes on 2 CPU cores
     python recipes/two_pass_demo.py --max_steps 1200 --skip_cosine --output_dir demo_long
@@ -101,7 +101,8 @@ def main(argv=None):
         print(f"| {row['name']} | {row['eval_loss']:.4f} | {100 * (row['eval_loss'] / linear_loss - 1):+.2f}% | "
               f"{row['seconds']:.0f} |")
     print()
-    print(f"refined schedule ({schedule.method}, {schedule.norm} norms, power {schedule.power:g}, tau {schedule.tau:g}): peak at step "
+    print(f"refined schedule ({schedule.method}, {schedule.norm} norms, power {schedule.power:g}, tau "
+          f"{schedule.tau:g}): peak at step "
           f"{summary['peak_step']} of {schedule.num_steps} ({100 * summary['peak_fraction']:.1f}%), "
           f"{summary['warmup_steps']} steps to 90% of peak, area ratio to linear {summary['area_ratio_to_linear']:.2f}")
     print(f"schedule file: {schedule_path}")

@@ -36,7 +36,8 @@ def test_pass_1_records_without_a_callback(make_args):
     assert schedule.num_steps == 12 and schedule.run.optimizer == "AdamW" and schedule.norm == "l1"
     logged = [entry["grad_norm"] for entry in trainer.state.log_history if "loss" in entry]
     np.testing.assert_allclose(schedule.grad_norm_l2, logged, rtol=1e-6)  # bound: pre-clip norms, clipping is on
-    assert load_record_file(os.path.join(args.output_dir, "norm_record.safetensors")).sha256() == schedule.record.sha256()
+    assert load_record_file(os.path.join(args.output_dir,
+                                         "norm_record.safetensors")).sha256() == schedule.record.sha256()
 
 
 def test_an_explicit_callback_takes_precedence(make_args):
@@ -61,7 +62,8 @@ def test_no_recording_when_turned_off_or_not_linear_refined(make_args, case):
         args = make_args()
     trainer = Trainer(model, args, train_dataset=RegressionData(), optimizers=optimizers)
     trainer.train()
-    assert recorders(trainer) == [] and not os.path.exists(os.path.join(args.output_dir, "refined_schedule.safetensors"))
+    assert recorders(trainer) == [] and not os.path.exists(os.path.join(args.output_dir,
+                                                                        "refined_schedule.safetensors"))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -115,7 +117,8 @@ def test_pass_2_warns_per_difference_with_pass_1(make_args, caplog):
     with caplog.at_level(logging.WARNING, logger="hf_linear_decay.trainer.auto_recorder"):
         Trainer(TinyRegressor(), second, train_dataset=RegressionData()).train()
     messages = [r.getMessage() for r in caplog.records if r.name == "hf_linear_decay.trainer.auto_recorder"]
-    assert messages[0] == f"linear_refined: following {path} (12 steps, method guarded, l1 norms: identical to pass 1's schedule)"
+    assert messages[0] == (f"linear_refined: following {path} (12 steps, method guarded, l1 norms: identical to "
+                           "pass 1's schedule)")
     warnings = messages[1:]
     assert len(warnings) == 2
     assert "global batch 4 (4 per device × 1 accumulation × 1 process) here vs global batch 8" in warnings[0]
@@ -160,7 +163,8 @@ def test_a_diverged_pass_1_is_refused_with_the_reason(make_args, caplog, capsys)
     trainer.save_state()  # trainer_state.json beside it, pointing at the record
     from hf_linear_decay.tools.cli import main
 
-    state, out = os.path.join(args.output_dir, "trainer_state.json"), os.path.join(args.output_dir, "forced.safetensors")
+    state, out = os.path.join(args.output_dir, "trainer_state.json"), os.path.join(args.output_dir,
+                                                                                   "forced.safetensors")
     assert main(["refine", state, "-o", out]) == 2
     assert "the run diverged or overflowed" in capsys.readouterr().err and not os.path.exists(out)
     assert main(["refine", os.path.join(args.output_dir, "norm_record.safetensors"), "-o", out, "--force"]) == 0

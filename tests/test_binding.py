@@ -36,7 +36,8 @@ def test_deepspeed_private_api_is_where_the_binding_expects_it():
     from deepspeed.runtime.zero.stage3 import DeepSpeedZeroOptimizer_Stage3
     from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
 
-    for cls, groups in ((DeepSpeedZeroOptimizer, "params_in_partition"), (DeepSpeedZeroOptimizer_Stage3, "fp16_groups")):
+    for cls, groups in ((DeepSpeedZeroOptimizer, "params_in_partition"), (DeepSpeedZeroOptimizer_Stage3,
+                                                                          "fp16_groups")):
         source = inspect.getsource(cls)  # (stage 3 wraps the method for NVTX, hiding its signature)
         assert re.search(r"def get_grad_norm_direct\(self, gradients, params, norm_type=2\)", source), cls
         assert f"self.{groups} =" in source and "self.averaged_gradients" in source, cls

@@ -94,7 +94,8 @@ def test_checkpoints_get_their_own_file(make_args):
     args = make_args(save_strategy="steps", save_steps=5)
     train(args, [RefinementCallback()])
     for step in (5, 10, 12):
-        schedule = load_schedule_file(os.path.join(args.output_dir, f"checkpoint-{step}", "refined_schedule.safetensors"))
+        schedule = load_schedule_file(os.path.join(args.output_dir, f"checkpoint-{step}",
+                                                   "refined_schedule.safetensors"))
         assert schedule.num_steps == step
         record = load_record_file(os.path.join(args.output_dir, f"checkpoint-{step}", "norm_record.safetensors"))
         assert record.sha256() == schedule.record.sha256()

@@ -1,4 +1,5 @@
-"""`hf-linear-decay` end to end, in-process through `main(argv)` and through `python -m` (exit codes, one-line errors)."""
+"""`hf-linear-decay` end to end, in-process through `main(argv)` and through `python -m` (exit codes, one-line
+errors)."""
 
 import json
 import os
@@ -65,7 +66,8 @@ def test_refine_a_0_1_0_checkpoints_trainer_state_uses_the_callbacks_exact_recor
     # default and a note says how to choose l1, which the record holds.
     source = os.path.join(DATA, "checkpoint_v0.1.0", "trainer_state.json")
     saved = json.load(open(source))["stateful_callbacks"]["RefinementCallback"]["attributes"]
-    code, _, stderr = run_cli(capsys, "refine", source, "-o", tmp_path / "l1.safetensors", "--tau", "0.5", "--norm", "l1")
+    code, _, stderr = run_cli(capsys, "refine", source, "-o", tmp_path / "l1.safetensors", "--tau", "0.5", "--norm",
+                              "l1")
     assert code == 0, stderr
     schedule = load_schedule_file(tmp_path / "l1.safetensors")
     np.testing.assert_array_equal(schedule.grad_norm_l1, saved["grad_norm_l1"])

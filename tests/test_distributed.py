@@ -44,7 +44,8 @@ REFERENCE_CONFIGS = [(1, 0.0), (2, 0.0), (1, 0.5), (2, 0.5)]  # (gradient accumu
 def launch_configs(folder, configs, batch_size, processes=1):
     """Train several (grad_accum, max_grad_norm) configurations in one launch; returns their output folders."""
     folders = [str(folder / f"ga{ga}_clip{clip}") for ga, clip in configs]
-    more = [{"output_dir": out, "grad_accum": ga, "max_grad_norm": clip} for out, (ga, clip) in zip(folders[1:], configs[1:])]
+    more = [{"output_dir": out, "grad_accum": ga, "max_grad_norm": clip} for out, (ga, clip) in zip(folders[1:],
+                                                                                                    configs[1:])]
     launch(DDP_SCRIPT, "--output_dir", folders[0], "--batch_size", str(batch_size), "--grad_accum",
            str(configs[0][0]), "--max_grad_norm", str(configs[0][1]), "--more", json.dumps(more), processes=processes)
     return dict(zip(configs, folders))

@@ -75,7 +75,8 @@ def test_trainer_state_without_the_callback_every_step(tmp_path):
 
 def test_trainer_state_interpolates_between_logging_steps(tmp_path):
     norms = list(np.linspace(10, 1, 40))
-    record, _ = read_record(write_json(tmp_path / "t.json", trainer_state(40, 5, norms, list(np.linspace(1e-3, 0, 40)))))
+    record, _ = read_record(write_json(tmp_path / "t.json", trainer_state(40, 5, norms, list(np.linspace(1e-3, 0,
+                                                                                                         40)))))
     assert any("on 32 of 40 steps" in note for note in record.notes)
     # Logged at steps 5, 10, ..., 40 (optimizer steps 4, 9, ...); steps 0-3 take the first logged value.
     np.testing.assert_allclose(record.grad_norm_l2[4:], norms[4:], rtol=1e-12)

@@ -1,4 +1,4 @@
-"""The refinement maths (hf_linear_decay.core.refine) against hand-computed cases, scipy, and the slow reference twin."""
+"""The refinement maths (hf_linear_decay.core.refine) against hand-computed cases, scipy, and the slow twin."""
 
 import math
 
@@ -25,7 +25,8 @@ TAUS = (0.01, 0.1, 0.25, 0.5, 1.0)
 
 @pytest.mark.parametrize(
     "num_steps, tau, expected",
-    [(100, 0.1, 11), (1000, 0.1, 101), (10, 0.1, 1), (5, 0.1, 1), (20, 0.1, 3), (100, 0.58, 59), (7, 1.0, 7), (2, 1.0, 3)],
+    [(100, 0.1, 11), (1000, 0.1, 101), (10, 0.1, 1), (5, 0.1, 1), (20, 0.1, 3), (100, 0.58, 59), (7, 1.0, 7), (2, 1.0,
+                                                                                                               3)],
 )
 def test_filter_width_formula(num_steps, tau, expected):
     assert filter_width(num_steps, tau) == expected

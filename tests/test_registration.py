@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 import hf_linear_decay  # noqa: F401  (registers)
-from hf_linear_decay.trainer.registration import check_deepspeed_scheduler_conflict, is_registered, register, when_imported
+from hf_linear_decay.trainer.registration import (check_deepspeed_scheduler_conflict, is_registered, register,
+                                                  when_imported)
 from hf_linear_decay.trainer.scheduler import get_linear_refined_schedule
 from transformers import HfArgumentParser, SchedulerType, TrainingArguments
 from transformers import optimization
@@ -26,7 +27,8 @@ def test_registered_once_and_builtins_untouched():
     assert optimization.TYPE_TO_SCHEDULER_FUNCTION[SchedulerType.LINEAR_REFINED] is get_linear_refined_schedule
     for name in ("linear", "cosine", "constant", "warmup_stable_decay", "cosine_with_min_lr"):
         member = SchedulerType(name)
-        assert member.value == name and optimization.TYPE_TO_SCHEDULER_FUNCTION[member] is not get_linear_refined_schedule
+        assert member.value == name
+        assert optimization.TYPE_TO_SCHEDULER_FUNCTION[member] is not get_linear_refined_schedule
     with pytest.raises(ValueError, match="is not a valid SchedulerType.*linear_refined"):
         SchedulerType("linear_refinedd")
 
@@ -84,7 +86,8 @@ def test_registration_takes_effect_when_transformers_loads():
     # The README's order: the package first, then transformers; each registry is filled as its module loads.
     body = ("from transformers import HfArgumentParser, TrainingArguments\n"
             "assert 'linear_refined' in HfArgumentParser(TrainingArguments).format_help()\n"
-            "a = TrainingArguments(output_dir='o', lr_scheduler_type='linear_refined', use_cpu=True, report_to='none')\n"
+            "a = TrainingArguments(output_dir='o', lr_scheduler_type='linear_refined', use_cpu=True, "
+            "report_to='none')\n"
             "assert a.lr_scheduler_type.value == 'linear_refined'\n"
             "import torch\nfrom transformers import get_scheduler\n"
             "opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)\n"

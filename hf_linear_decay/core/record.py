@@ -58,7 +58,8 @@ class RunInfo:
             try:
                 values[field.name] = kind(raw)
             except (TypeError, ValueError):
-                raise ValueError(f"run field `{field.name}` must be {kind.__name__} or 'unknown', got {raw!r}") from None
+                message = f"run field `{field.name}` must be {kind.__name__} or 'unknown', got {raw!r}"
+                raise ValueError(message) from None
         return cls(**values)
 
 
@@ -231,7 +232,8 @@ class NormRecord:
         that agree to a relative 1e-6, and a different value at any step changes a sum.
         """
         steps = np.arange(start, self._length, dtype=np.float64) + 1.0
-        parts = [float(self._length - start), float(self.skipped[start:].sum()), float((steps * self.skipped[start:]).sum())]
+        parts = [float(self._length - start), float(self.skipped[start:].sum()),
+                 float((steps * self.skipped[start:]).sum())]
         for name in RECORD_COLUMNS:
             values = self.column(name)[start:]
             finite = np.isfinite(values)

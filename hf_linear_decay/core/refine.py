@@ -35,7 +35,8 @@ def check_tau(tau, *, name: str = "tau") -> float:
     """Return `tau` as a float if it is a number in (0, 1], else raise a `ValueError` naming `name`."""
     if isinstance(tau, bool) or not isinstance(tau, (int, float, np.floating, np.integer)) or not 0 < tau <= 1:
         raise ValueError(
-            f"`{name}` must be a number in (0, 1] (the median-filter window as a fraction of the run), got {name}={tau!r}; "
+            f"`{name}` must be a number in (0, 1] (the median-filter window as a fraction of the run), got "
+            f"{name}={tau!r}; "
             f"the paper's default is {DEFAULT_TAU}."
         )
     return float(tau)

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .methods import METHODS
+from .norms import NORM_TYPES
 from .record import RECORD_COLUMNS, NormRecord
 from .settings import RefinementSettings
 
-__all__ = ["DivergedRunError", "RefinedSchedule", "build_schedule"]
+__all__ = ["DivergedRunError", "RefinedSchedule", "build_schedule", "schedule_problem"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +102,25 @@ def build_schedule(record: NormRecord, settings: RefinementSettings | None = Non
     settings = (settings or RefinementSettings()).resolved(record)
     multipliers, explanation = METHODS[settings.method].function(record, settings)
     return RefinedSchedule(record=record, multipliers=multipliers, settings=settings, explanation=explanation)
+
+
+def schedule_problem(multipliers: np.ndarray, record: NormRecord, norm: str) -> str | None:
+    """What makes `multipliers` (refined from `record`'s `norm`) not a schedule, or `None`: finite, one value per
+    step, in [0, 1] with peak 1 and last 0, from a recorded norm, and at least 2 valid steps."""
+    if not np.isfinite(multipliers).all():
+        return (f"tensor `multipliers` is not finite at step {int(np.flatnonzero(~np.isfinite(multipliers))[0])}; "
+                "refine the record again with `hf-linear-decay refine`.")
+    if multipliers.shape != (len(record),) or len(record) < 2:
+        return f"tensor `multipliers` has shape {multipliers.shape} for a record of {len(record)} steps (>= 2 needed)."
+    if multipliers.min() < 0 or abs(multipliers.max() - 1.0) > 1e-9 or multipliers[-1] != 0:
+        # repr, not %g: a peak of 1 + 1e-6 must not print as "1"
+        return (f"tensor `multipliers` must lie in [0, 1] with peak 1 and last value 0, got min {multipliers.min()!r}, "
+                f"max {multipliers.max()!r}, last {multipliers[-1]!r}; refine the record again.")
+    column = NORM_TYPES[norm].tensor
+    if column not in record.recorded:
+        return f"the schedule was refined from `{column}`, which the file does not record; refine with a norm it has."
+    valid = int((~record.skipped).sum())
+    if valid < 2:
+        return (f"only {valid} of {len(record)} steps are valid (the others were skipped, unknown or had non-finite or "
+                "zero norms); no run produces such a record: record the run again.")
+    return None

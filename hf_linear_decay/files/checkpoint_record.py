@@ -12,7 +12,8 @@ import os
 from ..core.record import NormRecord
 from .schedule_file import RECORD_FILE_NAME, load_record_file
 
-__all__ = ["CheckpointRecordError", "MissingRecordError", "missing_record_message", "resumed_record", "pointer_attributes", "read_saved_records",
+__all__ = ["CheckpointRecordError", "MissingRecordError", "missing_record_message", "resumed_record",
+           "pointer_attributes", "read_saved_records",
            "record_from_callback_state", "saved_callback_record"]
 
 
@@ -35,7 +36,8 @@ def record_from_callback_state(entry: dict, folder: str, path) -> NormRecord:
             record = load_record_file(os.path.join(folder, os.path.basename(str(attributes["record_file"]))))
             if record.sha256() != attributes.get("sha256"):
                 raise CheckpointRecordError(f"{path}: {attributes['record_file']} does not hold the record this state "
-                                            "describes (digest differs); it was replaced after the checkpoint was written.")
+                                            "describes (digest differs); it was replaced after the checkpoint was "
+                                            "written.")
             return record
         record = NormRecord.from_state(attributes)
         if record.run.optimizer is None:

@@ -19,7 +19,8 @@ def check_readable_file(path, error: type[Exception], hint: str) -> str:
     except FileNotFoundError:
         raise error(f"{path}: no such file; {hint}.") from None
     except PermissionError:
-        raise error(f"{path}: cannot be reached (permission denied on a folder above it); check the permissions.") from None
+        raise error(f"{path}: cannot be reached (permission denied on a folder above it); check the "
+                    "permissions.") from None
     except OSError as failure:
         raise error(f"{path}: cannot be read ({failure.strerror or failure}); {hint}.") from None
     if stat.S_ISDIR(mode):

@@ -48,7 +48,8 @@ def _text(path, handle, head: bytes) -> str:
     try:
         return (head + handle.read()).decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise NormInputError(f"{path}: not a schedule file, trainer_state.json or CSV/text file (not UTF-8 text).") from None
+        raise NormInputError(f"{path}: not a schedule file, trainer_state.json or CSV/text file (not UTF-8 "
+                             "text).") from None
     except OSError as error:
         raise NormInputError(f"{path}: cannot be read ({error.strerror or error}).") from None
 

@@ -81,7 +81,8 @@ def read_header(handle) -> tuple[dict, dict[str, Tensor], int]:
         raise SafetensorsFault("damaged: `__metadata__` is not an object of strings", "damaged")
     for key, value in metadata.items():
         if not isinstance(value, str):
-            raise SafetensorsFault(f"damaged: metadata `{key}` is {type(value).__name__} {value!r:.40}, and safetensors "
+            raise SafetensorsFault(f"damaged: metadata `{key}` is {type(value).__name__} {value!r:.40}, and "
+                                   "safetensors "
                                    "metadata values are strings (the file was edited by hand)", "damaged")
     tensors, covered = {}, []
     for name, entry in header.items():
@@ -95,7 +96,8 @@ def read_header(handle) -> tuple[dict, dict[str, Tensor], int]:
             raise SafetensorsFault(f"damaged: the header entry of tensor `{name}` is malformed", "damaged")
         expected = ITEM_SIZES.get(dtype, 0) * int(np.prod(shape, dtype=np.int64))
         if dtype in ITEM_SIZES and end - begin != expected:
-            raise SafetensorsFault(f"damaged: tensor `{name}` ({dtype}, shape {list(shape)}) spans {end - begin} bytes, "
+            raise SafetensorsFault(f"damaged: tensor `{name}` ({dtype}, shape {list(shape)}) spans {end - begin} "
+                                   "bytes, "
                                    f"expected {expected}", "damaged")
         tensors[name] = Tensor(name, dtype, shape, begin, end)
         covered.append((begin, end))

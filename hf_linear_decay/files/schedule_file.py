@@ -20,9 +20,8 @@ from datetime import datetime, timezone
 import numpy as np
 
 from .._version import __version__
-from ..core.norms import NORM_TYPES
 from ..core.record import NORM_COLUMNS, RECORD_COLUMNS, NormRecord, RunInfo
-from ..core.schedule import RefinedSchedule
+from ..core.schedule import RefinedSchedule, schedule_problem
 from ..core.settings import RefinementSettings
 from .atomic import write_bytes_atomically
 from .paths import check_readable_file
@@ -108,14 +107,16 @@ def _header(path, handle):
 def _version(path, metadata: dict, expected_format: str, layouts: dict, what: str) -> int:
     """The format version of a file of `expected_format` that this package can read, or a clear error."""
     if metadata.get("format") != expected_format:
-        _fail(path, f"not a {what} (metadata `format` is {metadata.get('format')!r}, expected {expected_format!r}); pass "
+        _fail(path, f"not a {what} (metadata `format` is {metadata.get('format')!r}, expected {expected_format!r}); "
+                    "pass "
                     "a file written by RefinementCallback or `hf-linear-decay refine`.")
     version_text = metadata.get("format_version", "")
     if not re.fullmatch(r"[0-9]{1,6}", version_text) or int(version_text) < 1:
         _fail(path, f"metadata `format_version` must be a positive integer, got {version_text!r}; the file is damaged.")
     latest = max(layouts)
     if int(version_text) > latest:
-        _fail(path, f"format version {version_text} is newer than this hf_linear_decay ({__version__}) can read (version "
+        _fail(path, f"format version {version_text} is newer than this hf_linear_decay ({__version__}) can read "
+                    "(version "
                     f"{latest}); upgrade hf_linear_decay (`pip install -U hf_linear_decay`).")
     return int(version_text)
 
@@ -136,7 +137,8 @@ def _read_tensors(path, handle, index, offset, layout: Layout, num_steps: int, r
         if held != expected:
             _fail(path, f"tensor `{name}` has dtype {held}, expected {expected}; rewrite the file.")
         if entry.shape != (num_steps,):
-            _fail(path, f"tensor `{name}` has shape {entry.shape}, expected ({num_steps},) from metadata `num_steps`; the "
+            _fail(path, f"tensor `{name}` has shape {entry.shape}, expected ({num_steps},) from metadata `num_steps`; "
+                        "the "
                         "file is damaged or was edited by hand.")
         tensors[name] = read_tensor(handle, entry, offset)
     return {**{name: np.full(num_steps, np.nan) for name in RECORD_COLUMNS}, **tensors}
@@ -167,8 +169,10 @@ def _record_from(path, handle, index, offset, metadata, layout: Layout, min_step
             bad = ~(np.isfinite(values) & ((values > 0) if name in NORM_COLUMNS else (values >= 0))) & (skipped == 0)
         if bad.any():
             step = int(np.flatnonzero(bad)[0])
-            _fail(path, f"tensor `{name}` holds {float(values[step])!r} at step {step}, which is not flagged `skipped`; "
-                        f"recorded {'norms must be finite and > 0' if name in NORM_COLUMNS else 'values must be finite and >= 0'}.")
+            _fail(path, f"tensor `{name}` holds {float(values[step])!r} at step {step}, which is not flagged "
+                        "`skipped`; "
+                        + ("recorded norms must be finite and > 0." if name in NORM_COLUMNS else
+                           "recorded values must be finite and >= 0."))
     try:
         run = RunInfo.from_strings(metadata)
     except ValueError as error:
@@ -178,21 +182,9 @@ def _record_from(path, handle, index, offset, metadata, layout: Layout, min_step
 
 
 def _check_schedule(multipliers: np.ndarray, record: NormRecord, settings: RefinementSettings, path) -> None:
-    if not np.isfinite(multipliers).all():
-        _fail(path, f"tensor `multipliers` is not finite at step {int(np.flatnonzero(~np.isfinite(multipliers))[0])}; "
-                    "refine the record again with `hf-linear-decay refine`.")
-    if multipliers.shape != (len(record),) or len(record) < 2:
-        _fail(path, f"tensor `multipliers` has shape {multipliers.shape} for a record of {len(record)} steps (>= 2 needed).")
-    if multipliers.min() < 0 or abs(multipliers.max() - 1.0) > 1e-9 or multipliers[-1] != 0:
-        _fail(path, f"tensor `multipliers` must lie in [0, 1] with peak 1 and last value 0, got min {multipliers.min()!r}, "
-                    f"max {multipliers.max()!r}, last {multipliers[-1]!r}; refine the record again.")
-    column = NORM_TYPES[settings.norm].tensor
-    if column not in record.recorded:
-        _fail(path, f"the schedule was refined from `{column}`, which the file does not record; refine with a norm it has.")
-    valid = int((~record.skipped).sum())
-    if valid < 2:
-        _fail(path, f"only {valid} of {len(record)} steps are valid (the others were skipped, unknown or had non-finite "
-                    "or zero norms); no run produces such a record: record the run again.")
+    problem = schedule_problem(multipliers, record, settings.norm)
+    if problem:
+        _fail(path, problem)
 
 
 def _settings_from(metadata: dict, path) -> RefinementSettings:

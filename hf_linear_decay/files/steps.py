@@ -51,7 +51,8 @@ def fill_every_step(steps, values, what: str, path, first: int | None = None, la
     if num_steps > MAX_STEPS_PER_VALUE * len(steps):
         raise NormInputError(
             f"{path}: the {what} covers steps {first:,}..{last:,} with only {len(steps):,} values; filling "
-            f"{num_steps - len(steps):,} steps from them would invent the record (at most {MAX_STEPS_PER_VALUE:,} steps "
+            f"{num_steps - len(steps):,} steps from them would invent the record (at most {MAX_STEPS_PER_VALUE:,} "
+            "steps "
             "per value are interpolated). Log more often (e.g. `logging_steps=1`) or check the step column.")
     per_step = np.full(num_steps, np.nan)
     per_step[steps - first] = values

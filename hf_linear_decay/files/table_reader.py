@@ -70,7 +70,8 @@ def record_from_table(text: str, path, column: str | None, norm: str | None) -> 
         candidates = [header.index(column)] if column is not None else [
             i for i, name in enumerate(lowered) if i != step_index and not name.endswith(_IGNORED_SUFFIXES)]
         if len(candidates) != 1:
-            raise NormInputError(f"{path}: cannot tell which column holds the norms among {header}; pass --column NAME.")
+            raise NormInputError(f"{path}: cannot tell which column holds the norms among {header}; pass --column "
+                                 "NAME.")
         column_name = header[candidates[0]]
         norms = values_of(candidates[0], column_name)
         if step_index is not None:

@@ -76,7 +76,8 @@ def _from_log_history(state: dict, global_step: int, path) -> NormRecord:
             raise NormInputError(f"{path}: {where} has step {step}; logged steps start at 1.")
         points.append((step - 1, math.nan if norm is None else float(norm), lr))
     if len(points) < 2:
-        raise NormInputError(f"{path}: the log history has {len(points)} entries with `grad_norm`; need at least 2. Train "
+        raise NormInputError(f"{path}: the log history has {len(points)} entries with `grad_norm`; need at least 2. "
+                             "Train "
                              "with `logging_steps=1`, or record the run with RefinementCallback (exact, both norms).")
     # The Trainer logs at `step` = global_step after the update, so logged step s describes optimizer step s-1.
     steps = np.array([step for step, _, _ in points])

@@ -52,7 +52,8 @@ SUBCOMMANDS = {
     "compare": Subcommand("compare runs: LR, train and eval loss curves and a table",
                           "Compare Trainer runs from their trainer_state.json (a run directory, its latest "
                           "checkpoint, or the file itself): a table of final and best eval loss relative to the first "
-                          "run, and with -o a figure of the LR, train and eval loss.", commands.compare_arguments, commands.compare),
+                          "run, and with -o a figure of the LR, train and eval loss.", commands.compare_arguments,
+                          commands.compare),
 }
 
 

@@ -50,13 +50,16 @@ def _option(text: str) -> tuple[str, object]:
 # ----- the subcommands ----------------------------------------------------------------------------------------------
 def refine_arguments(parser) -> None:
     parser.add_argument("input", metavar="INPUT")
-    parser.add_argument("-o", "--output", default=SCHEDULE_FILE_NAME, help=f"output file (default: {SCHEDULE_FILE_NAME})")
+    parser.add_argument("-o", "--output", default=SCHEDULE_FILE_NAME, help="output file (default: "
+                                                                           f"{SCHEDULE_FILE_NAME})")
     parser.add_argument("--method", choices=tuple(METHODS), default=None,
                         help="refinement method (default: the input file's, else the package default)")
     parser.add_argument("--tau", type=_number("--tau"), default=None,
-                        help="median-filter window as a fraction of the run, in (0, 1] (default: the input file's, else 0.1)")
+                        help="median-filter window as a fraction of the run, in (0, 1] (default: the input file's, "
+                             "else 0.1)")
     parser.add_argument("--norm", choices=tuple(NORM_TYPES), default=None,
-                        help="norm to refine from: l1 (Adam, Alg. 2) or l2 (SGD, Alg. 1); for CSV input, what the values "
+                        help="norm to refine from: l1 (Adam, Alg. 2) or l2 (SGD, Alg. 1); for CSV input, what the "
+                             "values "
                         "are (default: from the recorded optimizer, else the one norm recorded)")
     parser.add_argument("--power", type=_number("--power"), default=None,
                         help="weight power p (default: 2 for l2, 1 for l1)")
@@ -99,7 +102,8 @@ def refine(args) -> None:
 
     filled = int(schedule.skipped.sum())
     print_checked(f"wrote {output}: T={schedule.num_steps}, method {schedule.method}, {schedule.norm} norms, power "
-                  f"{schedule.power:g}, tau {schedule.tau:g}; {describe_schedule(schedule)}; {filled} skipped or invalid "
+                  f"{schedule.power:g}, tau {schedule.tau:g}; {describe_schedule(schedule)}; {filled} skipped or "
+                  "invalid "
                   "step(s) filled from neighbours")
 
 

@@ -63,14 +63,16 @@ def read_run(run: str, name: str | None = None) -> RunCurves:
                          "their trainer_state.json files (`inspect` and `plot` read schedule files).") from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise ValueError(f"{path}: no `log_history` list; is this a Trainer trainer_state.json?")
-    label = name or os.path.basename(os.path.normpath(run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))))
+    folder = run if os.path.isdir(run) else os.path.dirname(os.path.abspath(run))
+    label = name or os.path.basename(os.path.normpath(folder))
     return RunCurves(label, path, state["log_history"])
 
 
 def compare_table(runs: list[RunCurves]) -> str:
     """Markdown: final train loss, final and best eval loss, and the final eval loss relative to the first run."""
     reference = runs[0].last("eval_loss")
-    lines = ["| run | steps | final train loss | final eval loss | best eval loss | eval vs first |", "|---|---|---|---|---|---|"]
+    lines = ["| run | steps | final train loss | final eval loss | best eval loss | eval vs first |",
+             "|---|---|---|---|---|---|"]
     for run in runs:
         steps = max((step for curve in run.curves.values() for step, _ in curve), default=0)
         final = run.last("eval_loss")
@@ -80,7 +82,8 @@ def compare_table(runs: list[RunCurves]) -> str:
         def show(value):
             return f"{value:.4f}" if math.isfinite(value) else "-"
 
-        lines.append(f"| {run.name} | {steps} | {show(run.last('loss'))} | {show(final)} | {show(run.best('eval_loss'))} "
+        lines.append(f"| {run.name} | {steps} | {show(run.last('loss'))} | {show(final)} | "
+                     f"{show(run.best('eval_loss'))} "
                      f"| {relative} |")
     return "\n".join(lines)
 
@@ -90,7 +93,8 @@ def plot_runs(runs: list[RunCurves], path) -> str:
     from .plot import pyplot, save_figure
 
     figure, axes = pyplot().subplots(3, 1, figsize=(8, 9), sharex=True)
-    for key, axis, label in zip(("learning_rate", "loss", "eval_loss"), axes, ("learning rate", "train loss", "eval loss")):
+    for key, axis, label in zip(("learning_rate", "loss", "eval_loss"), axes, ("learning rate", "train loss",
+                                                                               "eval loss")):
         for run in runs:
             if run.curves[key]:
                 steps, values = zip(*run.curves[key])

@@ -12,8 +12,8 @@ from ..core.shapes import linear_decay
 #: A schedule has "warmed up" at the first step where it reaches this fraction of its peak.
 WARMUP_LEVEL = 0.9
 
-#: Shapes that fared badly in the comparison suite (benchmarks/results/compare: the paper's schedule on 9
-#: logistic-regression problems x SGD/Adam, each schedule at its own best LR, 10 seeds): (flag, test, what was measured).
+#: Shapes that fared badly in the convex suite (benchmarks/results/convex/results.md: 9 logistic-regression problems
+#: x SGD/Adam, each schedule at its own best LR, 10 seeds): (flag, test, what was measured).
 SHAPE_FLAGS = (
     ("late peak", lambda s: s["peak_fraction"] > 0.2,
      "peaks after 20% of training: 11 of the 13 such schedules in the suite ended worse than linear decay (1.03-1.71x "
@@ -40,6 +40,7 @@ def summarize_schedule(schedule: RefinedSchedule) -> dict:
     linear = linear_decay(num_steps)
     difference = multipliers - linear
     peak_step = int(np.argmax(multipliers))
+    after_peak = multipliers[peak_step:]
     warmup_steps = int(np.argmax(multipliers >= WARMUP_LEVEL * multipliers.max()))
     above, below = int(np.argmax(difference)), int(np.argmin(difference))
     summary = {
@@ -60,8 +61,9 @@ def summarize_schedule(schedule: RefinedSchedule) -> dict:
         "max_below_linear_step": below,
         "area_ratio_to_linear": float(multipliers.sum() / linear.sum()),
         "rises_after_peak": int((np.diff(multipliers[peak_step:]) > 1e-12).sum()),
-        "largest_rise_after_peak": float(np.max(multipliers[peak_step:] - np.minimum.accumulate(multipliers[peak_step:]))),
-        "second_half_ratio_to_linear": float(multipliers[num_steps // 2:].sum() / max(linear[num_steps // 2:].sum(), 1e-300)),
+        "largest_rise_after_peak": float(np.max(after_peak - np.minimum.accumulate(after_peak))),
+        "second_half_ratio_to_linear": float(multipliers[num_steps // 2:].sum() / max(linear[num_steps // 2:].sum(),
+                                                                                      1e-300)),
         "skipped_steps": int(schedule.skipped.sum()),
         "recorded": list(schedule.recorded),
         "metadata": schedule_metadata(schedule),
@@ -79,7 +81,8 @@ def format_summary(summary: dict) -> str:
         f"peak:                 step {summary['peak_step']} ({100 * summary['peak_fraction']:.1f}% of training)",
         f"warm-up:              {summary['warmup_steps']} steps to reach {int(100 * WARMUP_LEVEL)}% of peak "
         f"({100 * summary['warmup_fraction']:.1f}%)",
-        f"vs linear decay:      mean {summary['mean_minus_linear']:+.4f}; area ratio {summary['area_ratio_to_linear']:.3f}; "
+        f"vs linear decay:      mean {summary['mean_minus_linear']:+.4f}; area ratio "
+        f"{summary['area_ratio_to_linear']:.3f}; "
         f"max above {summary['max_above_linear']:+.4f} at step {summary['max_above_linear_step']}; "
         f"max below {summary['max_below_linear']:+.4f} at step {summary['max_below_linear_step']}",
         "after the peak:       " + (

@@ -24,12 +24,14 @@ import sys
 from .grad_norms import gradient_norms
 from ..core.record import RunInfo
 
-__all__ = ["bind_trainer", "checkpoint_being_saved", "find_trainer", "innermost_optimizer", "other_recorders", "run_info",
+__all__ = ["bind_trainer", "checkpoint_being_saved", "find_trainer", "innermost_optimizer", "other_recorders",
+           "run_info",
            "watch_zero_step", "zero_optimizer_of"]
 
 
 def find_trainer(callback) -> tuple[object | None, dict]:
-    """`(trainer, frame_locals)` of the innermost Trainer method up the stack that runs `callback`, else `(None, {})`."""
+    """`(trainer, frame_locals)` of the innermost Trainer method up the stack that runs `callback`, else
+    `(None, {})`."""
     frame = sys._getframe(1)
     while frame is not None:
         candidate = frame.f_locals.get("self")
@@ -86,7 +88,8 @@ def bind_trainer(callback, trainer) -> None:
 
 
 def innermost_optimizer(optimizer):
-    """The optimizer that does the update, under accelerate's and DeepSpeed's wrappers (they hold it as `.optimizer`)."""
+    """The optimizer that does the update, under accelerate's and DeepSpeed's wrappers (each holds it as
+    `.optimizer`)."""
     while getattr(optimizer, "optimizer", None) is not None and optimizer.optimizer is not optimizer:
         optimizer = optimizer.optimizer
     return optimizer

@@ -166,10 +166,12 @@ class RefinementCallback(TrainerCallback, ExportableState):
         else:
             (norms, self.measurement), lr = gradient_norms(model), float(optimizer.param_groups[0]["lr"])
         if norms is None:
-            raise RuntimeError("RefinementCallback found no gradients at on_pre_optimizer_step; is the model frozen, or "
+            raise RuntimeError("RefinementCallback found no gradients at on_pre_optimizer_step; is the model frozen, "
+                               "or "
                                "is this an engine the package does not support?")
         if pre_clip_l2 is None and clipping:
-            raise RuntimeError("RefinementCallback did not see the Trainer's pre-clipping gradient norm this step; call "
+            raise RuntimeError("RefinementCallback did not see the Trainer's pre-clipping gradient norm this step; "
+                               "call "
                                "`callback.set_trainer(trainer)` before training.")
         device = norms[TRAINER_NORM].device
         if pre_clip_l2 is not None:
@@ -203,7 +205,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._flush()
         rank = first_disagreeing_rank(self.record.fingerprint(self._checked_steps))
         if rank is not None:
-            raise RuntimeError(f"RefinementCallback: rank {rank} recorded different gradient norms or learning rates than "
+            raise RuntimeError(f"RefinementCallback: rank {rank} recorded different gradient norms or learning rates "
+                               "than "
                                f"rank 0 since step {self._checked_steps}; the schedule file would describe only one "
                                "rank's view. The gradients were not synchronised across ranks at the optimizer step; "
                                "please report the backend and configuration.")
@@ -211,7 +214,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
 
     def on_save(self, args, state, control, **kwargs):
         self._check_ranks_agree()
-        if state.is_world_process_zero:  # the record is already there (see `state`); the schedule is not needed to resume
+        if state.is_world_process_zero:  # the record is there already (see `state`); the schedule is not for resuming
             self.write_schedule_file(os.path.join(args.output_dir, f"checkpoint-{state.global_step}", self.file_name))
 
     def on_train_end(self, args, state, control, **kwargs):

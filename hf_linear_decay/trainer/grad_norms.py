@@ -43,7 +43,8 @@ def _tensor_norms(parameters) -> dict[str, torch.Tensor] | None:
     for parameter in parameters:
         grad = parameter.grad
         if grad is not None:
-            groups.setdefault(grad.device_mesh if isinstance(grad, DTensor) else ("plain", grad.device), []).append(grad)
+            groups.setdefault(grad.device_mesh if isinstance(grad, DTensor) else ("plain", grad.device),
+                              []).append(grad)
     if not groups:
         return None
     result = {}
@@ -124,5 +125,6 @@ def gradient_norms(model=None, *, zero_optimizer=None, parameters=None) -> tuple
         if not any(p.grad is not None for p in model.parameters()):
             return None, "fsdp1"
         # An infinite threshold makes the clip coefficient exactly 1: the call only measures (one collective each).
-        return {name: model.clip_grad_norm_(float("inf"), norm_type=n.order).float() for name, n in NORM_TYPES.items()}, "fsdp1"
+        return {name: model.clip_grad_norm_(float("inf"), norm_type=n.order).float() for name,
+                n in NORM_TYPES.items()}, "fsdp1"
     return _tensor_norms(model.parameters()), "tensors"

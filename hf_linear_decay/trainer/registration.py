@@ -9,7 +9,7 @@ package too). So each change is made when transformers loads the module it belon
 - `transformers.optimization`: the `TYPE_TO_SCHEDULER_FUNCTION` entry that `get_scheduler` calls;
 - `transformers.integrations.deepspeed`: a guard that refuses a DeepSpeed `scheduler` block with linear_refined;
 - `transformers.trainer`: `AutoRecorder` in `DEFAULT_CALLBACKS`, so that the flag alone makes every Trainer
-  check its scheduler kwargs at construction and record the norms of pass 1 (see `hf_linear_decay.trainer.auto_recorder`).
+  check its scheduler kwargs at construction and record the norms of pass 1 (see `auto_recorder`).
 
 Import the package before building a parser or `TrainingArguments`: the parser freezes its choices when it is
 created. For unmodified scripts use `python -m hf_linear_decay.run script.py`.

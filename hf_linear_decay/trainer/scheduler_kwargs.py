@@ -95,7 +95,8 @@ def parse_scheduler_kwargs(kwargs) -> SchedulerOptions:
     unknown = sorted(set(kwargs) - set(SCHEDULER_KEYS), key=str)
     if unknown:
         raise ValueError(f"`lr_scheduler_kwargs` for linear_refined got unknown keys {unknown}; allowed keys are "
-                         f"{list(SCHEDULER_KEYS)}, e.g. '{{\"schedule_file\": \"run1/refined_schedule.safetensors\"}}'.")
+                         f"{list(SCHEDULER_KEYS)}, e.g. "
+                         "'{\"schedule_file\": \"run1/refined_schedule.safetensors\"}'.")
     validators = _validators()
     checked = {key: validators[key](value, name=f"lr_scheduler_kwargs['{key}']")
                for key, value in kwargs.items() if value is not None}
