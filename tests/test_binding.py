@@ -15,7 +15,7 @@ from transformers.trainer_callback import CallbackHandler, TrainerCallback
 
 import hf_linear_decay  # noqa: F401
 from hf_linear_decay import RefinementCallback
-from hf_linear_decay.trainer.binding import find_trainer
+from hf_linear_decay.trainer.binding import find_trainer, innermost_optimizer, zero_optimizer_of
 from tests.tiny import RegressionData, StopAt, TinyRegressor
 
 
@@ -44,7 +44,13 @@ def test_deepspeed_private_api_is_where_the_binding_expects_it():
         assert "loss_scale" in dir(cls), cls
     from accelerate.utils.deepspeed import DeepSpeedOptimizerWrapper
 
-    assert DeepSpeedOptimizerWrapper.__name__ == "DeepSpeedOptimizerWrapper"
+    # The binding finds the ZeRO optimizer behind accelerate's wrapper by the wrapper's class name and `.optimizer`.
+    inner = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    wrapper = DeepSpeedOptimizerWrapper.__new__(DeepSpeedOptimizerWrapper)
+    wrapper.optimizer = inner
+    assert zero_optimizer_of(wrapper) is inner and innermost_optimizer(wrapper) is inner
+    assert zero_optimizer_of(inner) is None
+    assert "self.optimizer = optimizer" in inspect.getsource(DeepSpeedOptimizerWrapper.__mro__[1].__init__)
 
 
 class SeesTheBinding(TrainerCallback):

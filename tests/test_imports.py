@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import hf_linear_decay
 
 PACKAGE_DIR = os.path.dirname(hf_linear_decay.__file__)
@@ -128,6 +129,7 @@ def test_cli_commands_that_do_not_train_stay_light(tmp_path):
     assert heavy_modules_after(code) == set()
 
 
+@pytest.mark.slow
 def test_the_public_names_load_on_first_use():
     assert heavy_modules_after("import hf_linear_decay\nhf_linear_decay.load_schedule_file") == set()
     assert "torch" in heavy_modules_after("from hf_linear_decay import RefinementCallback")

@@ -26,7 +26,7 @@ def record(optimizer=None, columns=("grad_norm_l2", "grad_norm_l1", "lr"), num_s
 ])
 def test_defaults_resolve_per_record(optimizer, columns, norm, power):
     resolved = RefinementSettings().resolved(record(optimizer, columns))
-    assert (resolved.method, resolved.norm, resolved.power, resolved.tau) == ("guarded", norm, power, 0.1)
+    assert (resolved.method, resolved.norm, resolved.power, resolved.tau) == ("auto", norm, power, 0.1)
 
 
 def test_build_schedule_is_the_papers_refinement_of_the_chosen_norm():
@@ -40,7 +40,7 @@ def test_build_schedule_is_the_papers_refinement_of_the_chosen_norm():
 
 def test_schedule_reads_through_to_record_and_settings():
     schedule = build_schedule(record("AdamW"))
-    assert (schedule.method, schedule.norm, schedule.tau, schedule.power) == ("guarded", "l1", 0.1, 1.0)
+    assert (schedule.method, schedule.norm, schedule.tau, schedule.power) == ("auto", "l1", 0.1, 1.0)
     assert schedule.run.optimizer == "AdamW" and schedule.num_steps == 40
     np.testing.assert_array_equal(schedule.grad_norms, schedule.record.grad_norm_l1)
     np.testing.assert_array_equal(schedule.lr, schedule.record.lr)
@@ -57,7 +57,7 @@ def test_updated_keeps_unset_values_and_resets_power_with_a_new_norm():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"method": "magic"}, r"`method` must be one of \['paper'.*got method='magic'"),
+    ({"method": "magic"}, r"`method` must be one of \['auto', 'paper'.*got method='magic'"),
     ({"norm": "l3"}, r"`norm` must be one of"),
     ({"tau": 0}, r"`tau` must be a number in \(0, 1\]"),
     ({"power": -2}, r"`power` must be a finite number > 0"),
@@ -97,20 +97,21 @@ def test_diverged_records_are_refused_unless_forced_and_unknown_steps_count_too(
 
 
 def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
-    from hf_linear_decay.core.methods import SETTLED_WITHIN, STEEP_START, pass_one_shape
+    from hf_linear_decay.core.refinements import SETTLED_WITHIN, STEEP_START, pass_one_shape
     from hf_linear_decay.core.shapes import linear_decay
 
     num_steps = 400
+    GUARDED = RefinementSettings(method="guarded")
     lr = np.where(np.arange(num_steps) < 20, np.arange(num_steps) / 20, 1.0) * linear_decay(num_steps) * 1e-3
     gentle = np.linspace(10.0, 1.0, num_steps)  # falls 10x: no extra warm-up, pass 1's own shape (its warm-up kept)
     flat = NormRecord.from_columns({"grad_norm_l2": gentle, "lr": lr}, run=RunInfo(optimizer="SGD"))
-    np.testing.assert_allclose(build_schedule(flat).multipliers, pass_one_shape(flat))
+    np.testing.assert_allclose(build_schedule(flat, GUARDED).multipliers, pass_one_shape(flat))
     shape = pass_one_shape(flat)
     np.testing.assert_allclose(shape[:-1], lr[:-1] / lr.max())  # pass 1's LRs, its warm-up included
     assert shape[10] < shape[20] and shape[-1] == 0
     steep = np.concatenate([np.geomspace(STEEP_START * 3, 2.0, 80), np.ones(num_steps - 80)])
     record = NormRecord.from_columns({"grad_norm_l2": steep}, run=RunInfo(optimizer="SGD"))  # no LR: linear decay
-    multipliers = build_schedule(record).multipliers
+    multipliers = build_schedule(record, GUARDED).multipliers
     smoothed = __import__("hf_linear_decay.core.refine", fromlist=["refine"]).refine(steep).smoothed_norms
     ramp_end = int(np.argmax(smoothed < SETTLED_WITHIN * np.median(smoothed[200:])))
     assert 60 < ramp_end < 100
@@ -122,6 +123,6 @@ def test_guarded_is_pass_ones_schedule_unless_the_norms_start_steeply():
 
 def test_guarded_says_when_it_keeps_pass_ones_schedule():
     gentle = NormRecord.from_columns({"grad_norm_l2": np.linspace(10.0, 1.0, 100)}, run=RunInfo(optimizer="SGD"))
-    explanation = build_schedule(gentle).explanation
+    explanation = build_schedule(gentle, RefinementSettings(method="guarded")).explanation
     assert explanation.startswith("kept pass 1's schedule: the l2 norm started")
     assert "a warm-up needs 100x" in explanation

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from hf_linear_decay import load_schedule_file
+from tests.tiny import assert_follows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,6 +26,7 @@ def test_readme_main_job_is_the_demo():
     assert "python recipes/two_pass_demo.py --output_dir demo_output" in readme
 
 
+@pytest.mark.slow
 def test_two_pass_demo_short(tmp_path):
     out = tmp_path / "demo"
     # A small slice: 12 steps of 4 blocks, 8 held-out blocks. Enough to run every part of the workflow end to end.
@@ -79,8 +81,7 @@ def test_llm_recipe_two_passes_on_two_cpu_processes(tmp_path):
     # Same seed before the model is built and the same blocks: both passes start from the same weights and batch,
     # so the loss of step 1 (computed before any update) is identical.
     assert state["log_history"][0]["loss"] == first_state["log_history"][0]["loss"]
-    lrs = [entry["learning_rate"] for entry in state["log_history"] if "loss" in entry]
-    assert lrs == pytest.approx(list(3e-3 * schedule.multipliers), rel=1e-9, abs=1e-15)
+    assert_follows(state["log_history"], 3e-3, schedule.multipliers, rtol=1e-9, atol=1e-15)
     table = run([sys.executable, "-m", "hf_linear_decay", "compare", str(tmp_path / "pass1"), str(tmp_path / "pass2"),
                  "-o", str(tmp_path / "compare.png")])
     assert re.search(r"\| pass2 \| 8 \| \d+\.\d+ \| \d+\.\d+ \| \d+\.\d+ \| [+-]\d+\.\d+% \|", table.stdout)

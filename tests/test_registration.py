@@ -82,6 +82,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_registration_takes_effect_when_transformers_loads():
     # The README's order: the package first, then transformers; each registry is filled as its module loads.
     body = ("from transformers import HfArgumentParser, TrainingArguments\n"
@@ -99,6 +100,7 @@ def test_registration_takes_effect_when_transformers_loads():
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_importing_the_package_after_transformers_registers_at_once():
     code = ("import transformers.optimization\nimport hf_linear_decay\n"
             "from hf_linear_decay.trainer.registration import is_registered\nassert is_registered()\nprint('ok')")

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 STOCK_SCRIPT = textwrap.dedent('''
     """A stock-style training script: knows nothing of hf_linear_decay."""
     import sys
@@ -20,6 +22,7 @@ STOCK_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_stock_script_under_the_runner_records_pass_1_and_follows_it_in_pass_2(tmp_path):
     """The flag alone, as a new user runs it: no import of the package, no callback, only the runner and the flag."""
     import numpy as np

@@ -164,7 +164,7 @@ def write_raw(path, metadata_changes=(), **tensor_changes):
         ({"tau": "1.5"}, {}, r"`tau` must be a number in \(0, 1\]"),
         ({"tau": "abc"}, {}, "metadata `tau` must be a number, got .abc."),
         ({"norm": "l3"}, {}, r"`norm` must be one of \['l2', 'l1'\]"),
-        ({"method": "magic"}, {}, r"`method` must be one of \['paper'"),
+        ({"method": "magic"}, {}, r"`method` must be one of \['auto', 'paper'"),
         ({"power": "-1"}, {}, "`power` must be a finite number > 0"),
         ({"world_size": "two"}, {}, "run field `world_size` must be int"),
         ({"num_steps": "39"}, {}, r"tensor `grad_norm_l2` has shape \(40,\), expected \(39,\)"),

@@ -70,3 +70,16 @@ class SkipsNonFiniteSGD(torch.optim.SGD):
         if any(not torch.isfinite(p.grad).all() for group in self.param_groups for p in group["params"]):
             return None
         return super().step(closure)
+
+
+def logged_learning_rates(log_history) -> list:
+    """The learning rate of every logged training step (the entries with a `loss`)."""
+    return [entry["learning_rate"] for entry in log_history if "loss" in entry]
+
+
+def assert_follows(log_history, learning_rate, multipliers, rtol=1e-12, atol=1e-18):
+    """The run logged `learning_rate × multipliers` at its logged steps (logging every step from the first)."""
+    import numpy as np
+
+    lrs = logged_learning_rates(log_history)
+    np.testing.assert_allclose(lrs, learning_rate * np.asarray(multipliers)[: len(lrs)], rtol=rtol, atol=atol)

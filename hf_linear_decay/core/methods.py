@@ -13,12 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
+from . import refinements
 
-from .refine import refinement_of
-
-__all__ = ["DEFAULT_METHOD", "METHODS", "Method", "Option", "check_method", "check_method_options",
-           "pass_one_shape"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "Method", "Option", "check_method", "check_method_options"]
 
 
 @dataclass(frozen=True)
@@ -38,62 +35,34 @@ class Method:
     options: dict[str, Option] = field(default_factory=dict)
 
 
-def paper_method(record, settings) -> tuple[np.ndarray, str]:
-    """arXiv 2310.07831 Alg. 1/2 exactly: ``η_t ∝ ĝ_t^-p · Σ_{s>t} ĝ_s^-p`` from the median-filtered norms."""
-    result = refinement_of(record.norms(settings.norm), settings.tau, settings.power, record.skipped)
-    return result.multipliers, (f"the paper's refinement of the {settings.norm} norms (power {settings.power:g}, "
-                                f"median window {result.filter_width} step{'s' * (result.filter_width != 1)})")
+def _fraction(value, *, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"`{name}` must be a fraction of the run in (0, 1), got {value!r}; 0.2 is the usual cooldown.")
+    return float(value)
 
 
-#: `guarded` adds a warm-up only when pass 1's smoothed norm started at least this many times above its settled level
-#: (the median over the second half); the warm-up lasts until the norm falls below `SETTLED_WITHIN` times that level.
-STEEP_START, SETTLED_WITHIN = 100.0, 1.5
+def _cooldown_shape(value, *, name: str) -> str:
+    if value not in refinements.COOLDOWN_SHAPES:
+        raise ValueError(f"`{name}` must be one of {list(refinements.COOLDOWN_SHAPES)}, got {value!r}.")
+    return value
 
 
-def pass_one_shape(record) -> np.ndarray:
-    """The schedule pass 1 ran (its recorded LRs over their peak, last step 0); linear decay if the LR is unknown."""
-    lr = record.lr
-    if "lr" in record.recorded and np.isfinite(lr).all() and lr.max() > 0:
-        shape = lr / lr.max()
-        shape[-1] = 0.0  # the Trainer's linear decay ends at 1/T; a schedule file ends at 0
-        return shape
-    return (len(record) - 1 - np.arange(len(record))) / max(1, len(record) - 1)
-
-
-def settled_level(smoothed: np.ndarray) -> float:
-    """The level a smoothed norm settled at: its median over the second half of the run."""
-    return float(np.median(smoothed[len(smoothed) // 2:]))
-
-
-def guarded_method(record, settings) -> tuple[np.ndarray, str]:
-    """Pass 1's own schedule, plus a warm-up until the gradient norm settles if, and only if, it started steeply.
-
-    The convex suite (`benchmarks/results/convex/results.md`) found the paper's schedule a large win where the norms
-    fall by two orders of magnitude early in training (most of it from its long warm-up) and a loss elsewhere. So:
-    with ĝ the paper's median-filtered norms and ĝ_∞ their median over the second half, if
-    ``ĝ_0 ≥ STEEP_START · ĝ_∞`` the multipliers are pass 1's shape times a linear ramp that ends at the first step
-    with ``ĝ_t < SETTLED_WITHIN · ĝ_∞``; otherwise pass 1's shape unchanged (usually linear decay). Never a
-    faster-than-linear anneal, never a late peak.
-    """
-    smoothed = refinement_of(record.norms(settings.norm), settings.tau, settings.power, record.skipped).smoothed_norms
-    shape = pass_one_shape(record)
-    settled = settled_level(smoothed)
-    start = smoothed[0] / settled
-    if not start >= STEEP_START:
-        return shape, (f"kept pass 1's schedule: the {settings.norm} norm started {start:.1f}x above its settled level "
-                       f"and a warm-up needs {STEEP_START:g}x")
-    ramp_end = max(1, int(np.argmax(smoothed < SETTLED_WITHIN * settled)))
-    ramped = shape * np.minimum(1.0, np.arange(len(shape)) / ramp_end)
-    return ramped / ramped.max(), (f"pass 1's schedule with a warm-up over {ramp_end} steps: the {settings.norm} "
-                                   f"norm started {start:.0f}x above its settled level")
-
+COOLDOWN_OPTIONS = {
+    "fraction": Option(refinements.COOLDOWN_FRACTION, _fraction, "the cooldown's share of the run"),
+    "shape": Option("1-sqrt", _cooldown_shape, "the cooldown's shape: 1-sqrt or linear"),
+}
 
 #: Method name -> row. The default is the method `RefinementCallback` and `hf-linear-decay refine` use.
 METHODS = {
-    "paper": Method("paper", paper_method, "the paper's Alg. 1/2 exactly"),
-    "guarded": Method("guarded", guarded_method, "pass 1's schedule, plus a warm-up when the norms start steeply"),
+    "auto": Method("auto", refinements.auto_method, "cooldown where the norms rise as pass 1's LR decays (LMs), else "
+                   "guarded", COOLDOWN_OPTIONS),
+    "paper": Method("paper", refinements.paper_method, "the paper's Alg. 1/2 exactly"),
+    "guarded": Method("guarded", refinements.guarded_method, "pass 1's schedule, plus a warm-up when the norms start "
+                      "steeply"),
+    "cooldown": Method("cooldown", refinements.cooldown_method, "pass 1's warm-up, its peak held, then a cooldown "
+                       "(WSD)", COOLDOWN_OPTIONS),
 }
-DEFAULT_METHOD = "guarded"
+DEFAULT_METHOD = "auto"
 
 
 def check_method(method, *, name: str = "method") -> str:

@@ -1,0 +1,144 @@
+"""The refinement methods' functions: from a pass 1 record to a schedule shape (multipliers, peak 1, last 0).
+
+Each returns ``(multipliers, explanation)``; the explanation says in one line what it did and why. They trust their
+settings (validated where they entered). The table that names them is `methods.METHODS`; the evidence behind each
+threshold is in `benchmarks/results/lm_study/results.md` (LMs) and `benchmarks/results/convex/results.md`.
+numpy/scipy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .refine import refinement_of
+
+def paper_method(record, settings) -> tuple[np.ndarray, str]:
+    """arXiv 2310.07831 Alg. 1/2 exactly: ``η_t ∝ ĝ_t^-p · Σ_{s>t} ĝ_s^-p`` from the median-filtered norms."""
+    result = refinement_of(record.norms(settings.norm), settings.tau, settings.power, record.skipped)
+    return result.multipliers, (f"the paper's refinement of the {settings.norm} norms (power {settings.power:g}, "
+                                f"median window {result.filter_width} step{'s' * (result.filter_width != 1)})")
+
+
+#: `guarded` adds a warm-up only when pass 1's smoothed norm started at least this many times above its settled level
+#: (the median over the second half); the warm-up lasts until the norm falls below `SETTLED_WITHIN` times that level.
+STEEP_START, SETTLED_WITHIN = 100.0, 1.5
+
+
+def pass_one_shape(record) -> np.ndarray:
+    """The schedule pass 1 ran (its recorded LRs over their peak, last step 0); linear decay if the LR is unknown."""
+    lr = record.lr
+    if "lr" in record.recorded and np.isfinite(lr).all() and lr.max() > 0:
+        shape = lr / lr.max()
+        shape[-1] = 0.0  # the Trainer's linear decay ends at 1/T; a schedule file ends at 0
+        return shape
+    return (len(record) - 1 - np.arange(len(record))) / max(1, len(record) - 1)
+
+
+def settled_level(smoothed: np.ndarray) -> float:
+    """The level a smoothed norm settled at: its median over the second half of the run."""
+    return float(np.median(smoothed[len(smoothed) // 2:]))
+
+
+def guarded_method(record, settings) -> tuple[np.ndarray, str]:
+    """Pass 1's own schedule, plus a warm-up until the gradient norm settles if, and only if, it started steeply.
+
+    The convex suite (`benchmarks/results/convex/results.md`) found the paper's schedule a large win where the norms
+    fall by two orders of magnitude early in training (most of it from its long warm-up) and a loss elsewhere. So:
+    with ĝ the paper's median-filtered norms and ĝ_∞ their median over the second half, if
+    ``ĝ_0 ≥ STEEP_START · ĝ_∞`` the multipliers are pass 1's shape times a linear ramp that ends at the first step
+    with ``ĝ_t < SETTLED_WITHIN · ĝ_∞``; otherwise pass 1's shape unchanged (usually linear decay). Never a
+    faster-than-linear anneal, never a late peak.
+    """
+    smoothed = refinement_of(record.norms(settings.norm), settings.tau, settings.power, record.skipped).smoothed_norms
+    shape = pass_one_shape(record)
+    settled = settled_level(smoothed)
+    start = smoothed[0] / settled
+    if not start >= STEEP_START:
+        return shape, (f"kept pass 1's schedule: the {settings.norm} norm started at {start:.1f}x its settled level "
+                       f"and a warm-up needs {STEEP_START:g}x")
+    ramp_end = max(1, int(np.argmax(smoothed < SETTLED_WITHIN * settled)))
+    ramped = shape * np.minimum(1.0, np.arange(len(shape)) / ramp_end)
+    return ramped / ramped.max(), (f"pass 1's schedule with a warm-up over {ramp_end} steps: the {settings.norm} "
+                                   f"norm started {start:.0f}x above its settled level")
+
+
+#: `auto` reads the LM regime from pass 1's norms: no steep start (below `CALM_START` times the settled level) and a
+#: rise of at least `RISE_UNDER_DECAY` from the minimum (reached in the first half) to the end, while pass 1's LR
+#: decayed to below half its peak. The calibration (lm_study's python_tiny; the convex suite's first five problems)
+#: and the held-out checks are in benchmarks/results/lm_study/results.md.
+CALM_START, RISE_UNDER_DECAY = 10.0, 1.3
+COOLDOWN_FRACTION = 0.2
+COOLDOWN_SHAPES = ("1-sqrt", "linear")
+
+
+@dataclass(frozen=True)
+class NormProfile:
+    """What a pass 1's smoothed norm did: `start` (its first value over the settled level), `rise` (its last value
+    over its minimum after the first 10% of the run), `minimum_at` (that minimum's fraction of the run), and
+    `lr_end` (pass 1's last LR over its peak: how far it decayed)."""
+
+    start: float
+    rise: float
+    minimum_at: float
+    lr_end: float
+
+    @property
+    def rises_under_decay(self) -> bool:
+        return (self.start < CALM_START and self.rise >= RISE_UNDER_DECAY and self.minimum_at <= 0.5
+                and self.lr_end <= 0.5)
+
+
+def norm_profile(record, settings) -> NormProfile:
+    smoothed = refinement_of(record.norms(settings.norm), settings.tau, settings.power, record.skipped).smoothed_norms
+    num_steps = len(smoothed)
+    skip = num_steps // 10
+    minimum = skip + int(np.argmin(smoothed[skip:]))
+    shape = pass_one_shape(record)
+    lr_end = float(shape[-2]) if num_steps > 2 else 0.0  # the file's last step is 0 by format; pass 1's is ~1/T
+    return NormProfile(float(smoothed[0] / settled_level(smoothed)), float(smoothed[-1] / smoothed[minimum]),
+                       minimum / max(1, num_steps - 1), lr_end)
+
+
+def pass_one_warmup(record) -> int:
+    """The steps pass 1 took to reach its peak LR (its warm-up; 0 without recorded LRs)."""
+    shape = pass_one_shape(record)
+    return int(np.argmax(shape >= 1.0 - 1e-12))
+
+
+def cooldown_method(record, settings) -> tuple[np.ndarray, str]:
+    """Pass 1's warm-up, then its peak LR held, then a cooldown to 0 over the last `fraction` of the run: the
+    warmup-stable-decay (WSD) shape. The 1-sqrt cooldown ``1 - sqrt((t - t_c) / (T - 1 - t_c))`` is Hägele et al.
+    (2024)'s; where the norms start steeply the warm-up lasts until they settle, as `guarded` does."""
+    fraction, kind = settings.options["fraction"], settings.options["shape"]
+    num_steps = len(record)
+    warmup = pass_one_warmup(record)
+    guarded, _ = guarded_method(record, settings)
+    warmup = max(warmup, int(np.argmax(guarded >= 1.0 - 1e-12)))
+    start = min(num_steps - 2, max(warmup, num_steps - max(1, round(fraction * num_steps))))
+    progress = np.clip((np.arange(num_steps) - start) / max(1, num_steps - 1 - start), 0.0, 1.0)
+    shape = 1.0 - (np.sqrt(progress) if kind == "1-sqrt" else progress)
+    if warmup > 0:
+        shape = shape * np.minimum(1.0, np.arange(num_steps) / warmup)
+    shape[-1] = 0.0
+    return shape / shape.max(), (f"pass 1's warm-up ({warmup} steps), its peak LR held, then a {kind} cooldown over "
+                                 f"the last {fraction:.0%} of the run")
+
+
+def auto_method(record, settings) -> tuple[np.ndarray, str]:
+    """`cooldown` where pass 1's norms show the LM regime (`NormProfile.rises_under_decay`), else `guarded`.
+
+    In that regime (weight decay with normalised layers: the norm grows as the LR decays, Defazio 2025) the late
+    rise says nothing about the loss, and the paper's refinement, reading it as harder gradients, anneals faster
+    than linear decay and loses; a long stable phase and a short cooldown won (lm_study). Elsewhere (the norms fall,
+    as on the convex suite) pass 1's own schedule is kept unless the norms start steeply.
+    """
+    profile = norm_profile(record, settings)
+    if profile.rises_under_decay:
+        multipliers, how = cooldown_method(record, settings)
+        return multipliers, (f"the {settings.norm} norm rose {profile.rise:.2f}x from {profile.minimum_at:.0%} of the "
+                             "run to its end while pass 1's LR decayed (weight decay with normalised layers: the "
+                             f"paper's refinement would anneal too fast): {how}")
+    multipliers, how = guarded_method(record, settings)
+    return multipliers, f"the norms do not rise as the LR decays ({profile.rise:.2f}x): {how}"
