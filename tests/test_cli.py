@@ -140,7 +140,10 @@ def test_inspect_text_and_json(schedule_path, capsys):
     assert summary["warmup_steps"] <= summary["peak_step"]
     assert summary["skipped_steps"] == 1 and summary["num_steps"] == 200 and summary["filter_width"] == 21
     assert summary["metadata"]["format"] == "hf_linear_decay.refined_schedule"
-    assert summary["max_below_linear"] < 0 < summary["max_above_linear"]
+    # Pass 1 ran at a constant LR (its recorded `lr`): the refined schedule never rises above it.
+    assert summary["reference"] == "pass 1's schedule" and not summary["equals_reference"]
+    assert summary["max_below_reference"] < 0 == summary["max_above_reference"]
+    assert summary["area_ratio_to_reference"] == pytest.approx(multipliers.mean())
 
 
 def test_plot_writes_a_png(schedule_path, tmp_path, capsys):

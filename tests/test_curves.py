@@ -49,3 +49,36 @@ def test_bad_runs_are_clear_errors(tmp_path, capsys):
         read_run(str(tmp_path / "missing.json"))
     write_state(tmp_path / "ok", [1.0])
     assert "| ok |" in compare_table([read_run(str(tmp_path / "ok"))])
+
+
+def test_the_figure_says_what_is_missing_and_shows_identical_runs(tmp_path):
+    from hf_linear_decay.tools.curves import compare_figure
+
+    write_state(tmp_path / "a", [])
+    write_state(tmp_path / "b", [])  # the same curves as `a`
+    figure = compare_figure([read_run(str(tmp_path / "a")), read_run(str(tmp_path / "b"))])
+    lr_axis, _, eval_axis = figure.axes
+    assert [text.get_text() for text in eval_axis.texts] == ["no eval loss logged"] and not eval_axis.lines
+    labels = [line.get_label() for line in lr_axis.lines]
+    assert labels == ["a", "b (= a)"]
+    assert lr_axis.lines[1].get_linestyle() != lr_axis.lines[0].get_linestyle()  # drawn over it, still visible
+    assert [t.get_text() for t in lr_axis.get_legend().get_texts()] == ["a", "b (= a)"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}" + bytes(20)), "`compare` takes Trainer output"),
+    (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), "not a trainer_state.json"),
+])
+def test_inputs_that_are_not_runs(tmp_path, capsys, make, message):
+    path = tmp_path / "input.safetensors"
+    make(path)
+    assert main(["compare", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_reference_eval_loss_of_zero_is_no_crash(tmp_path, capsys):
+    write_state(tmp_path / "zero", [0.0])
+    write_state(tmp_path / "other", [1.0])
+    assert main(["compare", str(tmp_path / "zero"), str(tmp_path / "other")]) == 0
+    assert "| other | 10 | 2.0000 | 1.0000 | 1.0000 | - |" in capsys.readouterr().out

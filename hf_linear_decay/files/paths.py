@@ -25,8 +25,8 @@ def check_readable_file(path, error: type[Exception], hint: str) -> str:
         raise error(f"{path}: cannot be read ({failure.strerror or failure}); {hint}.") from None
     if stat.S_ISDIR(mode):
         inside = os.path.join(path, "refined_schedule.safetensors")
-        suggestion = f"; did you mean {inside}?" if os.path.isfile(inside) else f"; {hint}"
-        raise error(f"{path}: is a directory, not a file{suggestion}.")
+        suggestion = f"; did you mean {inside}?" if os.path.isfile(inside) else f"; {hint}."
+        raise error(f"{path}: is a directory, not a file{suggestion}")
     if not stat.S_ISREG(mode):
         raise error(f"{path}: not a regular file (a pipe, socket or device); {hint}.")
     if not os.access(path, os.R_OK):

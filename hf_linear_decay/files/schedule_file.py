@@ -140,7 +140,10 @@ def _read_tensors(path, handle, index, offset, layout: Layout, num_steps: int, r
             _fail(path, f"tensor `{name}` has shape {entry.shape}, expected ({num_steps},) from metadata `num_steps`; "
                         "the "
                         "file is damaged or was edited by hand.")
-        tensors[name] = read_tensor(handle, entry, offset)
+        try:
+            tensors[name] = read_tensor(handle, entry, offset)
+        except OSError as error:
+            _fail(path, f"cannot be read ({error.strerror or error}); check the disk and the file.")
     return {**{name: np.full(num_steps, np.nan) for name in RECORD_COLUMNS}, **tensors}
 
 
@@ -227,15 +230,22 @@ def load_schedule_file(path) -> RefinedSchedule:
     Version 1 (0.1.x) has no `method` (it was always "paper"); version 2 no `method_options` and `weight_decay`.
     """
     path = check_readable_file(path, ScheduleFileError, f"pass the path of a {_SCHEDULE_WHAT}")
-    with open(path, "rb") as handle:
+    with _open(path) as handle:
         return _schedule_from(path, handle, _header(path, handle))
 
 
 def load_record_file(path) -> NormRecord:
     """Read and validate a record file (the callback's record in a checkpoint) of any known version."""
     path = check_readable_file(path, ScheduleFileError, f"pass the path of a {_RECORD_WHAT}")
-    with open(path, "rb") as handle:
+    with _open(path) as handle:
         return _record_file_from(path, handle, _header(path, handle))
+
+
+def _open(path):
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        _fail(path, f"cannot be read ({error.strerror or error}); check the disk and the file.")
 
 
 def read_safetensors_input(path, handle) -> tuple[NormRecord, RefinedSchedule | None]:

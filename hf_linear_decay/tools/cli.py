@@ -88,10 +88,32 @@ def main(argv: list[str] | None = None) -> int:
         package_logger.setLevel(level)
 
 
+#: Flags whose value is a number: `--tau -inf` is the flag and its (bad) value, not two flags.
+NUMBER_FLAGS = ("--tau", "--power")
+
+
+def _join_negative_numbers(argv: list[str]) -> list[str]:
+    """`["--tau", "-inf"]` -> `["--tau=-inf"]`, so that argparse checks the value instead of reading a flag."""
+    out, index = [], 0
+    while index < len(argv):
+        if argv[index] in NUMBER_FLAGS and index + 1 < len(argv) and argv[index + 1].startswith("-"):
+            try:
+                float(argv[index + 1])
+            except ValueError:
+                pass
+            else:
+                out.append(f"{argv[index]}={argv[index + 1]}")
+                index += 2
+                continue
+        out.append(argv[index])
+        index += 1
+    return out
+
+
 def _main(argv) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_join_negative_numbers(list(sys.argv[1:] if argv is None else argv)))
         if args.command is None:
             raise UsageError(f"{PROG}: error: a COMMAND is required: {', '.join(SUBCOMMANDS)} (see `{PROG} --help`)")
         SUBCOMMANDS[args.command].run(args)
@@ -102,10 +124,10 @@ def _main(argv) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except UsageError as error:
-        print(str(error), file=sys.stderr)
+        print(one_line(str(error)), file=sys.stderr)
         return 2
     except OutputError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(error))}", file=sys.stderr)
         return 2
     except (ValueError, OSError, ImportError, MemoryError, RecursionError) as error:
         # Our validation errors are ValueErrors that already name the file, the field and the fix.

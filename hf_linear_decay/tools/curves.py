@@ -13,7 +13,7 @@ import re
 
 from ..files.paths import check_readable_file
 
-__all__ = ["RunCurves", "compare_table", "plot_runs", "read_run"]
+__all__ = ["RunCurves", "compare_figure", "compare_table", "plot_runs", "read_run"]
 
 
 class RunCurves:
@@ -88,21 +88,44 @@ def compare_table(runs: list[RunCurves]) -> str:
     return "\n".join(lines)
 
 
-def plot_runs(runs: list[RunCurves], path) -> str:
-    """Three panels (LR, train loss, eval loss) against the optimizer step, one line per run."""
-    from .plot import pyplot, save_figure
+PANELS = (("learning_rate", "learning rate"), ("loss", "train loss"), ("eval_loss", "eval loss"))
+#: Line styles for a run whose curve repeats an earlier run's exactly: drawn over it, still visible.
+_REPEAT_STYLES = ((0, (5, 4)), (0, (1, 3)), (0, (3, 2, 1, 2)))
+
+
+def compare_figure(runs: list[RunCurves]):
+    """Three panels (LR, train loss, eval loss) against the optimizer step, one line per run. A panel without data
+    says so; a curve identical to an earlier run's is drawn dashed over it and its legend says "= that run"."""
+    from .plot import pyplot
 
     figure, axes = pyplot().subplots(3, 1, figsize=(8, 9), sharex=True)
-    for key, axis, label in zip(("learning_rate", "loss", "eval_loss"), axes, ("learning rate", "train loss",
-                                                                               "eval loss")):
+    for (key, label), axis in zip(PANELS, axes):
+        drawn = []
         for run in runs:
-            if run.curves[key]:
-                steps, values = zip(*run.curves[key])
-                axis.plot(steps, values, marker="o" if key == "eval_loss" and len(steps) < 30 else None,
-                          markersize=3, linewidth=1.2, label=run.name)
+            if not run.curves[key]:
+                continue
+            steps, values = zip(*run.curves[key])
+            same = next((name for name, curve in drawn if curve == run.curves[key]), None)
+            style = {"linestyle": _REPEAT_STYLES[len(drawn) % len(_REPEAT_STYLES)], "linewidth": 2.0} if same else {}
+            axis.plot(steps, values, marker="o" if key == "eval_loss" and len(steps) < 30 else None, markersize=3,
+                      linewidth=style.pop("linewidth", 1.2), label=run.name + (f" (= {same})" if same else ""),
+                      **style)
+            drawn.append((run.name, run.curves[key]))
+        if not drawn:
+            axis.text(0.5, 0.5, f"no {label} logged", ha="center", va="center", transform=axis.transAxes,
+                      color="gray")
+            axis.set_yticks([])
+        else:
+            axis.legend(fontsize=8)
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
     axes[-1].set_xlabel("optimizer step")
     figure.tight_layout()
-    return save_figure(figure, path)
+    return figure
+
+
+def plot_runs(runs: list[RunCurves], path) -> str:
+    """`compare_figure` saved to `path` (PNG, SVG or PDF by its extension); returns the path."""
+    from .plot import save_figure
+
+    return save_figure(compare_figure(runs), path)

@@ -14,7 +14,8 @@ import numpy as np
 from ..files.atomic import atomic_path
 from ..core.schedule import RefinedSchedule
 from ..core.refine import fill_invalid_norms, filter_width, median_filter_norms
-from ..core.shapes import cosine_decay, linear_decay
+from ..core.describe import compare_with_pass_one
+from ..core.shapes import cosine_decay
 
 MAX_POINTS = 2000
 SMOOTHING_STEPS = 1_000_000
@@ -63,6 +64,17 @@ def save_figure(figure, path) -> str:
     return os.fspath(path)
 
 
+def _label_log_axis(axis, values) -> None:
+    """Enough labelled ticks on a log axis whose range is less than a few decades (matplotlib labels only powers of
+    ten, often one or none there)."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    finite = np.asarray(values)[np.isfinite(values) & (np.asarray(values) > 0)]
+    if finite.size and np.log10(finite.max() / finite.min()) < 3:
+        axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+
+
 def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) -> str:
     """Write a two-panel PNG (or any format matplotlib knows from the extension) to `path`; returns the path.
 
@@ -83,12 +95,15 @@ def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) 
         shown = np.flatnonzero(invalid)[:: max(1, int(invalid.sum()) // MAX_POINTS)]
         top.scatter(shown, filled[shown], color="tab:red", s=10, label=f"skipped / filled ({int(invalid.sum())})")
     top.set_yscale("log")
+    _label_log_axis(top, filled)
     top.set_ylabel(f"gradient {schedule.norm} norm")
     top.legend(loc="best", fontsize=8)
     top.grid(alpha=0.3)
-    _draw(bottom, schedule.multipliers, f"refined ({schedule.method}, p={schedule.power:g})", color="tab:green",
-          linewidth=2.0)
-    _draw(bottom, linear_decay(schedule.num_steps), "linear decay", color="black", linestyle="--", linewidth=1)
+    comparison = compare_with_pass_one(schedule)
+    refined = f"refined ({schedule.method}{', equals ' + comparison.label if comparison.equal else ''})"
+    _draw(bottom, comparison.reference, comparison.label, color="black", linestyle="--", linewidth=1)
+    _draw(bottom, schedule.multipliers, refined, color="tab:green", linewidth=2.0,
+          **({"linestyle": (0, (4, 3))} if comparison.equal else {}))  # dashed over the reference when they match
     _draw(bottom, cosine_decay(schedule.num_steps), "cosine", color="tab:orange", linestyle=":", linewidth=1.3)
     bottom.set_xlabel("optimizer step")
     bottom.set_ylabel("LR multiplier (peak = 1)")

@@ -7,6 +7,7 @@ import numpy as np
 from ..core.schedule import RefinedSchedule
 from ..core.refine import filter_width
 from ..files.schedule_file import schedule_metadata
+from ..core.describe import compare_with_pass_one
 from ..core.shapes import linear_decay
 
 #: A schedule has "warmed up" at the first step where it reaches this fraction of its peak.
@@ -34,36 +35,46 @@ SHAPE_FLAGS = (
 
 
 def summarize_schedule(schedule: RefinedSchedule) -> dict:
-    """Summary used by `hf-linear-decay inspect` (its `--json` output is exactly this dict)."""
+    """Summary used by `hf-linear-decay inspect` (its `--json` output is exactly this dict).
+
+    Distances are to the reference of `core.describe`: pass 1's own schedule (its recorded LRs) when the record holds
+    it, else linear decay as the Trainer runs it, (T-t)/T; `reference` names which. The shape flags compare with
+    linear decay to 0, 1 - t/(T-1), as the studies measured them.
+    """
     multipliers = schedule.multipliers
     num_steps = schedule.num_steps
+    comparison = compare_with_pass_one(schedule)
+    difference = multipliers - comparison.reference
     linear = linear_decay(num_steps)
-    difference = multipliers - linear
     peak_step = int(np.argmax(multipliers))
     after_peak = multipliers[peak_step:]
     warmup_steps = int(np.argmax(multipliers >= WARMUP_LEVEL * multipliers.max()))
     above, below = int(np.argmax(difference)), int(np.argmin(difference))
+    half = num_steps // 2
     summary = {
         "num_steps": num_steps,
         "method": schedule.method,
         "norm": schedule.norm,
         "power": schedule.power,
         "tau": schedule.tau,
+        "method_options": dict(schedule.options),
         "filter_width": filter_width(num_steps, schedule.tau),
         "peak_step": peak_step,
         "peak_fraction": peak_step / (num_steps - 1),
         "warmup_steps": warmup_steps,
         "warmup_fraction": warmup_steps / (num_steps - 1),
-        "mean_minus_linear": float(difference.mean()),
-        "max_above_linear": float(difference[above]),
-        "max_above_linear_step": above,
-        "max_below_linear": float(difference[below]),
-        "max_below_linear_step": below,
+        "reference": comparison.label,
+        "equals_reference": comparison.equal,
+        "mean_minus_reference": float(difference.mean()),
+        "max_above_reference": float(difference[above]),
+        "max_above_reference_step": above,
+        "max_below_reference": float(difference[below]),
+        "max_below_reference_step": below,
+        "area_ratio_to_reference": comparison.area_ratio,
         "area_ratio_to_linear": float(multipliers.sum() / linear.sum()),
-        "rises_after_peak": int((np.diff(multipliers[peak_step:]) > 1e-12).sum()),
+        "rises_after_peak": int((np.diff(after_peak) > 1e-12).sum()),
         "largest_rise_after_peak": float(np.max(after_peak - np.minimum.accumulate(after_peak))),
-        "second_half_ratio_to_linear": float(multipliers[num_steps // 2:].sum() / max(linear[num_steps // 2:].sum(),
-                                                                                      1e-300)),
+        "second_half_ratio_to_linear": float(multipliers[half:].sum() / max(linear[half:].sum(), 1e-300)),
         "skipped_steps": int(schedule.skipped.sum()),
         "recorded": list(schedule.recorded),
         "metadata": schedule_metadata(schedule),
@@ -77,14 +88,17 @@ def format_summary(summary: dict) -> str:
     lines = [
         f"steps (T):            {summary['num_steps']}",
         f"refined by:           method {summary['method']}, {summary['norm']} norms, power {summary['power']:g}, "
-        f"tau {summary['tau']:g} (median window {summary['filter_width']} steps)",
+        f"tau {summary['tau']:g} (median window {summary['filter_width']} step"
+        f"{'s' * (summary['filter_width'] != 1)})" + "".join(f", {key} {value}" for key, value in
+                                                       summary["method_options"].items()),
         f"peak:                 step {summary['peak_step']} ({100 * summary['peak_fraction']:.1f}% of training)",
         f"warm-up:              {summary['warmup_steps']} steps to reach {int(100 * WARMUP_LEVEL)}% of peak "
         f"({100 * summary['warmup_fraction']:.1f}%)",
-        f"vs linear decay:      mean {summary['mean_minus_linear']:+.4f}; area ratio "
-        f"{summary['area_ratio_to_linear']:.3f}; "
-        f"max above {summary['max_above_linear']:+.4f} at step {summary['max_above_linear_step']}; "
-        f"max below {summary['max_below_linear']:+.4f} at step {summary['max_below_linear_step']}",
+        f"vs {summary['reference']}: " + (
+            "equals it" if summary["equals_reference"] else
+            f"mean {summary['mean_minus_reference']:+.4f}; area ratio {summary['area_ratio_to_reference']:.3f}; max "
+            f"above {summary['max_above_reference']:+.4f} at step {summary['max_above_reference_step']}; max below "
+            f"{summary['max_below_reference']:+.4f} at step {summary['max_below_reference_step']}"),
         "after the peak:       " + (
             "decreases monotonically" if summary["rises_after_peak"] == 0
             else f"rises again on {summary['rises_after_peak']} steps (non-monotone; consider a larger --tau)"

@@ -18,6 +18,7 @@ from ..core.record import NormRecord
 from ..core.refine import DEFAULT_TAU
 from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
 from ..core.describe import describe_schedule
+from ..files.atomic import remove_stale_temporaries_of_run
 from ..files.checkpoint_record import pointer_attributes, resumed_record
 from .binding import (bind_trainer, checkpoint_being_saved, find_trainer, other_recorders, run_info, watch_zero_step,
                       zero_optimizer_of)
@@ -147,6 +148,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
             self.record, self._pending, self._checked_steps = NormRecord(), [], 0  # a new run (e.g. a reused callback)
         elif len(self.record) + len(self._pending) == 0:  # resuming: the checkpoint's record, found by its pointer
             self.record = self._saved_record(args, state, frame.get("resume_from_checkpoint"))
+        if state.is_world_process_zero:
+            remove_stale_temporaries_of_run(args.output_dir, (RECORD_FILE_NAME, self.file_name))
         if isinstance(state.stateful_callbacks, dict):
             # A checkpoint saved without this callback has no entry, and the Trainer's save would hit a KeyError.
             state.stateful_callbacks.setdefault(type(self).__name__, self.state())
