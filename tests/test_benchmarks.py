@@ -31,3 +31,22 @@ def test_convex_study_smoke(tmp_path):
     assert "| synthetic |" in text and "| **geo-mean** |" in text and "| **W/T/L** |" in text
     for optimizer in ("sgd", "adam"):
         assert (tmp_path / f"compare_{optimizer}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_lm_study_smoke_runs_the_whole_pipeline_and_reuses_its_cache(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "benchmarks.lm_study", "--smoke", "--out_dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.load(open(tmp_path / "summary_smoke.json"))
+    for name in ("linear_warmup", "cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_sqrt_20", "auto", "paper",
+                 "guarded", "paper_lr_corrected", "paper_stable_phase", "auto_from_10pct", "auto_from_25pct"):
+        assert len(summary[name]["per_seed"]) == 2 and summary[name]["best_lr"] > 0, name
+    assert summary["auto"]["refined"] and "rises_under_decay" in summary["linear_warmup"]["norm_profile"]
+    runs = sorted((tmp_path / "runs" / "smoke").iterdir())
+    assert all(json.load(open(run))["eval_loss"] > 0 for run in runs)
+    text = (tmp_path / "results.md").read_text()
+    assert "| auto |" in text and "Default (`auto`):" in text and (tmp_path / "lm_study.png").is_file()
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert again.returncode == 0 and ": eval loss " not in again.stdout  # every run came from the cache

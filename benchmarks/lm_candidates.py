@@ -1,0 +1,54 @@
+"""Candidate refinements measured by the LM study beside the package's methods: ideas to measure, not to assume.
+
+Each candidate is a function of what a pass 1 records (its `NormRecord`: the norms, the learning rates) and, for
+the stable-phase candidates, of a WSD run's record (its norms at constant LR). The package's own methods come from
+`build_schedule`, exactly as `hf-linear-decay refine --method M` makes them. Shapes are multipliers, peak 1, last 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hf_linear_decay.core.schedule import build_schedule
+from hf_linear_decay.core.settings import RefinementSettings
+from hf_linear_decay.core.refine import median_filter_norms, multipliers_from_smoothed_norms, fill_invalid_norms
+from hf_linear_decay.core.shapes import resample_schedule
+
+#: The package's methods the study runs: `cooldown` is what `auto` gives where its rule fires, so it is not run twice.
+STUDY_METHODS = ("auto", "paper", "guarded")
+
+
+def package_methods(record) -> dict[str, np.ndarray]:
+    return {name: build_schedule(record, RefinementSettings(method=name), force=True).multipliers
+            for name in STUDY_METHODS}
+
+
+def candidates(pass_one, stable_run=None) -> dict[str, np.ndarray]:
+    """The study's other ideas, from pass 1's record (and a WSD run's record, for the stable-phase one)."""
+    out = {}
+    # The paper's formula on norms corrected for the LR decay: at weight-decay equilibrium the norm grows like
+    # lr^-1/2 (Defazio 2025), so multiplying by sqrt(lr / peak) (floored at 10%) removes what pass 1's decay added.
+    lr = pass_one.lr
+    correction = np.sqrt(np.maximum(lr / lr.max(), 0.1))
+    corrected, _ = fill_invalid_norms(pass_one.norms("l1") * correction, pass_one.skipped)
+    out["paper_lr_corrected"] = multipliers_from_smoothed_norms(median_filter_norms(corrected, 0.1), 1.0)
+    if stable_run is not None:
+        # The paper's formula on the norms of a WSD run before its cooldown (warm-up, then constant LR: no
+        # decay-induced rise), stretched to the run by progress.
+        stable_lr = stable_run.lr
+        stable_end = int(np.flatnonzero(stable_lr >= 0.999 * stable_lr.max())[-1])  # warm-up and stable phase
+        norms, _ = fill_invalid_norms(stable_run.norms("l1")[: stable_end + 1])
+        shape = multipliers_from_smoothed_norms(median_filter_norms(resample_schedule(norms, len(pass_one)), 0.1), 1.0)
+        out["paper_stable_phase"] = shape
+    return out
+
+
+def profile_of(record) -> dict:
+    """What the default's rule reads from pass 1's norms (`core.refinements.NormProfile`), for the report."""
+    from dataclasses import asdict
+
+    from hf_linear_decay.core.refinements import norm_profile
+
+    settings = RefinementSettings(method="auto").resolved(record)
+    profile = norm_profile(record, settings)
+    return {**asdict(profile), "rises_under_decay": profile.rises_under_decay}

@@ -1,0 +1,130 @@
+"""The LM study's report: one table per problem, the targets, the study's CPU time, and figures (from the summaries).
+
+    python -m benchmarks.lm_report                  # rebuild results.md and the PNGs from summary_*.json
+
+Each schedule at its own best peak LR; the ratio is its mean final eval loss over the reference's (linear decay with a
+5% warm-up), with the per-seed range; **win**/_loss_ when a paired t-test on the per-seed log-ratios gives p < 0.05
+and the means differ by more than 1% (`study_report.paired`).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from benchmarks.study_report import PRACTICAL_MARGIN, paired
+
+REFERENCE = "linear_warmup"
+BASELINE_NAMES = ("cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20")
+
+
+def load_summaries(out_dir: str) -> dict:
+    summaries = {}
+    for path in sorted(glob.glob(os.path.join(out_dir, "summary_*.json"))):
+        with open(path) as handle:
+            summaries[os.path.basename(path)[len("summary_"):-len(".json")]] = json.load(handle)
+    return summaries
+
+
+def problem_facts(out_dir: str, problem: str) -> dict:
+    """Parameters, tokens, tokens per parameter and steps of a problem, from one of its cached runs."""
+    for path in sorted(glob.glob(os.path.join(out_dir, "runs", problem, f"{REFERENCE}_*.json"))):
+        with open(path) as handle:
+            run = json.load(handle)
+        return {"parameters": run["parameters"], "tokens": run["tokens"],
+                "tokens_per_parameter": run["tokens"] / run["parameters"]}
+    return {}
+
+
+def table(summary: dict) -> list[str]:
+    reference = summary[REFERENCE]["per_seed"]
+    lines = ["| schedule | best peak LR | grid | final eval loss (mean, seeds) | vs reference | seed range | verdict "
+             "| area vs pass 1 |", "|---|---|---|---|---|---|---|---|"]
+    for name, result in summary.items():
+        per_seed = np.asarray(result["per_seed"], dtype=float)
+        if name == REFERENCE:
+            ratio, low, high, verdict = 1.0, 1.0, 1.0, "reference"
+        else:
+            ratio, low, high, verdict = paired(per_seed, reference)
+        mark = {"win": "**", "loss": "_"}.get(verdict, "")
+        edge = " (edge)" if result.get("edge") else ""
+        grid = ", ".join(f"{lr:g}" for lr in result["grid"])
+        area = f"{result['area']:.2f}" if "area" in result else "-"
+        lines.append(f"| {name} | {result['best_lr']:g}{edge} | {grid} | {per_seed.mean():.4f} "
+                     f"({', '.join(f'{x:.4f}' for x in per_seed)}) "
+                     f"| {mark}{100 * (ratio - 1):+.2f}%{mark} | {low:.3f}-{high:.3f} | {verdict} | {area} |")
+    return lines
+
+
+def targets(summary: dict, default: str) -> list[str]:
+    """The default against the targets: a paired win of >= 1% over the reference, and not worse than the best of
+    cosine and WSD (not a paired loss against it)."""
+    if default not in summary:
+        return [f"- the default (`{default}`) was not run on this problem"]
+    ratio, _, _, verdict = paired(summary[default]["per_seed"], summary[REFERENCE]["per_seed"])
+    baselines = [name for name in BASELINE_NAMES if name in summary]
+    best = min(baselines, key=lambda name: np.mean(summary[name]["per_seed"]))
+    against, _, _, against_verdict = paired(summary[default]["per_seed"], summary[best]["per_seed"])
+    met_one = verdict == "win" and ratio <= 1 - PRACTICAL_MARGIN
+    return [f"- beats linear decay with warm-up by >= 1% (paired win): {100 * (ratio - 1):+.2f}%, {verdict}: "
+            f"**{'met' if met_one else 'not met'}**",
+            f"- not worse than the best of cosine and WSD (here `{best}`): {100 * (against - 1):+.2f}%, "
+            f"{against_verdict}: **{'met' if against_verdict != 'loss' else 'not met'}**"]
+
+
+def write_report(out_dir: str, default: str | None = None) -> str:
+    from hf_linear_decay.core.methods import DEFAULT_METHOD
+
+    default = default or DEFAULT_METHOD
+    summaries = load_summaries(out_dir)
+    lines = ["# LM study: each schedule at its own best peak LR", "",
+             "Command: `python -m benchmarks.lm_study --all --jobs 2` (runs cached under `runs/`; "
+             "`python -m benchmarks.lm_report` rebuilds this file). Llama-style models, BPE, AdamW β=(0.9, 0.95), "
+             "weight decay 0.1, clipping 1.0, 5% warm-up for the baselines, final eval loss on held-out documents.", ""]
+    seconds = 0.0
+    for problem, summary in summaries.items():
+        facts = problem_facts(out_dir, problem)
+        seconds += sum(result.get("seconds", 0.0) for result in summary.values())
+        if facts:
+            lines.append(f"## {problem}: {facts['parameters'] / 1e6:.2f}M parameters, {facts['tokens'] / 1e6:.2f}M "
+                         f"tokens, {facts['tokens_per_parameter']:.1f} tokens per parameter")
+        else:
+            lines.append(f"## {problem}")
+        lines += [""] + table(summary) + ["", f"Default (`{default}`):"] + targets(summary, default) + [""]
+    lines.append(f"Training time of all runs: {seconds / 3600:.1f} CPU-hours (one thread each).")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out_dir, "results.md"), "w") as handle:
+        handle.write(text)
+    if summaries:
+        _plot(summaries, os.path.join(out_dir, "lm_study.png"))
+    return text
+
+
+def _plot(summaries: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name in next(iter(summaries.values())) if name != REFERENCE]
+    figure, axis = plt.subplots(figsize=(max(8, 0.8 * len(names) + 3), 4.5))
+    width = 0.8 / len(summaries)
+    for index, (problem, summary) in enumerate(summaries.items()):
+        reference = np.mean(summary[REFERENCE]["per_seed"])
+        ratios = [np.mean(summary[name]["per_seed"]) / reference - 1 if name in summary else np.nan for name in names]
+        axis.bar(np.arange(len(names)) + index * width, 100 * np.asarray(ratios), width, label=problem)
+    axis.axhline(0.0, color="black", linewidth=1)
+    axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=35, ha="right", fontsize=8)
+    axis.set_ylabel("final eval loss vs linear + warm-up (%)")
+    axis.set_title("LM study: below 0 = better than linear decay with warm-up (each at its best LR)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    print(write_report(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "lm_study")))

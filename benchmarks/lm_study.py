@@ -1,0 +1,394 @@
+"""LM schedule study at LLM-pretraining settings: which schedule wins, each at its own best peak LR, over seeds.
+
+    python -m benchmarks.lm_study --problem python_tiny --jobs 2      # one problem's sweep (under an hour, 2 cores)
+    python -m benchmarks.lm_study --all --jobs 2                      # every CPU problem, in order
+    python -m benchmarks.lm_study --report                            # tables and figures from the cached runs
+    python -m benchmarks.lm_study --problem gpu_d512 --jobs 16        # the GPU size (needs a GPU)
+    python -m benchmarks.lm_study --smoke --out_dir /tmp/s            # seconds: the whole pipeline, tiny (CI)
+
+Setting (what LLM pretraining uses): a Llama-style model from `LlamaConfig` (RMSNorm, SwiGLU, RoPE, tied
+embeddings), a byte-level BPE tokenizer trained on the corpus, EOS-packed blocks (`recipes/lm_data.py`), AdamW with
+β = (0.9, 0.95), weight decay 0.1 (the Trainer's exclusion of biases and norm weights), clipping at 1.0, 5% warm-up
+for the baselines, eval loss on held-out documents. Every run goes through the real path: `Trainer` with the
+scheduler type; refined schedules are `linear_refined` with a schedule file written from pass 1's record.
+
+Design for a 2-core machine: each run is cached as one JSON file (`<out_dir>/runs/<problem>/<run>.json`, committed),
+keyed by everything that determines it, so a study continues across sessions and an unchanged run is never redone;
+each schedule's LR grid starts at the reference's best LR and extends by factors of 2 only at an edge. Pass 1 is
+the reference schedule (linear decay with 5% warm-up) at its best LR, seed 0; its schedule file is kept beside the
+runs (`<out_dir>/pass1/<problem>/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DEFAULT_OUT = os.path.join(HERE, "results", "lm_study")
+DATA_DIR = os.path.join(HERE, "data", "lm_study")
+STUDY_VERSION = 1  # part of every run's key: bump when the training setup changes
+
+#: name -> corpus, model (hidden, layers, heads, intermediate: the recipe's `tiny` preset on CPU), BPE vocabulary,
+#: steps, batch x block, eval blocks, the first LR grid's centre (None: the previous problem's best), and the device.
+#: The GPU size is for whoever is lent a GPU.
+PROBLEMS = {
+    "python_tiny": dict(corpus="python", model=(64, 2, 4, 172), vocab=2048, steps=600, batch=16, block=128,
+                        eval_blocks=256, center=4e-3, device="cpu", ideas=True, short_pass_one=True),
+    "debian_tiny": dict(corpus="debian", model=(64, 2, 4, 172), vocab=2048, steps=600, batch=16, block=128,
+                        eval_blocks=256, center=None, device="cpu", ideas=False, short_pass_one=True),
+    # Held out from choosing the default; twice the horizon, so the baselines that bracket the rest
+    "debian_tiny_long": dict(corpus="debian", model=(64, 2, 4, 172), vocab=2048, steps=1200, batch=16, block=128,
+                             eval_blocks=256, center=None, device="cpu", ideas=False,
+                             baselines=("cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_sqrt_20")),
+    "gpu_d512": dict(corpus="debian", model=(512, 8, 8, 1376), vocab=8192, steps=4000, batch=32, block=512,
+                     eval_blocks=512, center=1e-3, device="cuda"),
+    "smoke": dict(corpus="python_small", model=(32, 1, 2, 64), vocab=300, steps=40, batch=4, block=32, eval_blocks=8,
+                  center=3e-3, device="cpu", ideas=True, short_pass_one=True),
+}
+CPU_PROBLEMS = ("python_tiny", "debian_tiny", "debian_tiny_long")
+WARMUP = 0.05
+SEEDS = (0, 1, 2)
+
+#: Baselines: name -> (lr_scheduler_type, warm-up fraction, lr_scheduler_kwargs with fractions of T as `*_frac`).
+BASELINES = {
+    "linear_warmup": ("linear_refined", WARMUP, {}),
+    "cosine_warmup": ("cosine", WARMUP, {}),
+    "cosine10_warmup": ("cosine_with_min_lr", WARMUP, {"min_lr_rate": 0.1}),
+    "wsd_linear_10": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.1, "decay_type": "linear"}),
+    "wsd_linear_20": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.2, "decay_type": "linear"}),
+    "wsd_sqrt_10": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.1, "decay_type": "1-sqrt"}),
+    "wsd_sqrt_20": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.2, "decay_type": "1-sqrt"}),
+}
+REFERENCE = "linear_warmup"
+
+
+# ----- data and one training run ------------------------------------------------------------------------------------
+def corpus_documents(corpus: str):
+    from recipes.lm_data import read_documents
+
+    if corpus in ("python", "python_small"):  # the standard library's sources (the small one: its first 80 files)
+        return read_documents(None, max_documents=80 if corpus == "python_small" else None)
+    folder = os.path.join(HERE, "data", "debian_docs")
+    if not os.path.isfile(os.path.join(folder, "train.jsonl")):
+        raise SystemExit(f"the Debian docs corpus is missing: python recipes/prepare_corpus.py --source debian-docs "
+                         f"--out {os.path.relpath(folder, ROOT)}")
+    splits = {}
+    for split in ("train", "validation"):
+        with open(os.path.join(folder, f"{split}.jsonl"), encoding="utf-8") as handle:
+            splits[split] = [json.loads(line) for line in handle]
+    return splits
+
+
+def prepared_data(problem: dict):
+    """(tokenizer, train blocks, eval blocks), built once per corpus and vocabulary and cached under DATA_DIR."""
+    from recipes.lm_data import packed_dataset, train_tokenizer
+    from transformers import AutoTokenizer
+
+    home = os.path.join(DATA_DIR, f"{problem['corpus']}_bpe{problem['vocab']}")
+    documents = corpus_documents(problem["corpus"])
+    if not os.path.isfile(os.path.join(home, "tokenizer", "tokenizer.json")):
+        train_tokenizer((d["text"] for d in documents["train"]), problem["vocab"], os.path.join(home, "tokenizer"))
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(home, "tokenizer"))
+    train, _, _ = packed_dataset(documents["train"], tokenizer, problem["block"], os.path.join(home, "packed"))
+    held_out, _, _ = packed_dataset(documents["validation"], tokenizer, problem["block"], os.path.join(home, "packed"))
+    return tokenizer, train, held_out.select(range(min(len(held_out), problem["eval_blocks"])))
+
+
+def build_model(problem: dict, vocab_size: int, eos: int, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM, set_seed
+
+    hidden, layers, heads, intermediate = problem["model"]
+    set_seed(seed)  # the weights: the same for every schedule at one seed (paired comparisons)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=intermediate,
+                         max_position_embeddings=problem["block"], bos_token_id=eos, eos_token_id=eos,
+                         pad_token_id=eos, tie_word_embeddings=True)
+    return LlamaForCausalLM._from_config(config, attn_implementation="sdpa")
+
+
+def train_one(job: dict) -> dict:
+    """One run of `job` (problem, schedule spec, lr, seed, out_dir); returns its metrics and curves."""
+    import torch
+    from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
+
+    import hf_linear_decay
+    from hf_linear_decay.trainer.callback import RefinementCallback
+
+    problem = PROBLEMS[job["problem"]]
+    spec, steps = job["spec"], job.get("max_steps") or problem["steps"]
+    if problem["device"] == "cpu":
+        torch.set_num_threads(1)
+    tokenizer, train_set, eval_set = prepared_data(problem)
+    kwargs = {key[:-5] if key.endswith("_frac") else key: round(value * steps) if key.endswith("_frac") else value
+              for key, value in spec.get("kwargs", {}).items()}
+    kwargs = {"num_decay_steps" if key == "decay" else key: value for key, value in kwargs.items()}
+    if "schedule_file" in kwargs:  # relative to the study's folder, so that the cache does not depend on the machine
+        kwargs["schedule_file"] = os.path.join(job["study_dir"], kwargs["schedule_file"])
+    args = TrainingArguments(
+        output_dir=job["out_dir"], lr_scheduler_type=spec["type"], warmup_steps=round(spec["warmup"] * steps),
+        lr_scheduler_kwargs=kwargs, per_device_train_batch_size=problem["batch"], per_device_eval_batch_size=32,
+        max_steps=steps, learning_rate=job["lr"], weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95,
+        max_grad_norm=1.0, logging_steps=10, eval_strategy="steps", eval_steps=max(1, steps // 10),
+        save_strategy="no", report_to="none", use_cpu=problem["device"] == "cpu", bf16=problem["device"] == "cuda",
+        seed=job["seed"], data_seed=job["seed"], disable_tqdm=True, dataloader_num_workers=0, optim="adamw_torch")
+    model = build_model(problem, len(tokenizer), tokenizer.eos_token_id, job["seed"])
+    callbacks = [RefinementCallback()] if job.get("record") else []
+    trainer = Trainer(model, args, train_dataset=train_set, eval_dataset=eval_set, data_collator=default_data_collator,
+                      callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # the logs are in the result; a sweep's output stays readable
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    loss = trainer.evaluate()["eval_loss"]
+    history = trainer.state.log_history
+    schedule_file = os.path.join(job["out_dir"], hf_linear_decay.SCHEDULE_FILE_NAME)
+    return {"eval_loss": float(loss) if math.isfinite(loss) else None, "seconds": seconds,
+            "parameters": model.num_parameters(), "tokens": steps * problem["batch"] * problem["block"],
+            "eval_curve": [[e["step"], e["eval_loss"]] for e in history if "eval_loss" in e],
+            "train_curve": [[e["step"], e["loss"]] for e in history if "loss" in e],
+            "lr_curve": [[e["step"], e["learning_rate"]] for e in history if "learning_rate" in e],
+            "schedule_file": schedule_file if os.path.isfile(schedule_file) else None}
+
+
+# ----- the cache ----------------------------------------------------------------------------------------------------
+def run_key(job: dict) -> str:
+    identity = {key: job[key] for key in ("problem", "spec", "lr", "seed") if key in job}
+    identity.update(version=STUDY_VERSION, problem_config=PROBLEMS[job["problem"]],
+                    max_steps=job.get("max_steps"), record=bool(job.get("record")))
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+class Study:
+    """Runs jobs through subprocesses (`--jobs` at once) and caches each result as JSON under `out_dir/runs`."""
+
+    def __init__(self, out_dir: str, jobs: int, grid_points: int = 3):
+        self.out_dir, self.jobs, self.grid_points = out_dir, jobs, grid_points
+
+    def cached_path(self, job: dict) -> str:
+        name = f"{job['name']}_lr{job['lr']:g}_s{job['seed']}.json"
+        return os.path.join(self.out_dir, "runs", job["problem"], name)
+
+    def cached(self, job: dict) -> dict | None:
+        path = self.cached_path(job)
+        if os.path.isfile(path):
+            with open(path) as handle:
+                result = json.load(handle)
+            if result.get("key") == run_key(job):
+                return result
+        return None
+
+    def _launch(self, job: dict) -> dict:
+        run_dir = os.path.join(DATA_DIR, "runs", job["problem"], f"{job['name']}_lr{job['lr']:g}_s{job['seed']}")
+        job = dict(job, out_dir=run_dir, study_dir=os.path.abspath(self.out_dir))
+        if self.jobs == 0:  # in this process (the smoke test: no start-up per run)
+            payload = train_one(job)
+        else:
+            env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+            command = [sys.executable, "-m", "benchmarks.lm_study", "--run_job", json.dumps(job)]
+            done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            if done.returncode != 0 or not lines:
+                raise RuntimeError(f"LM run {job['name']} lr {job['lr']:g} seed {job['seed']} failed:\n"
+                                   f"{done.stderr[-4000:]}")
+            payload = json.loads(lines[-1])
+        result = dict(payload, key=run_key(job), name=job["name"], lr=job["lr"], seed=job["seed"],
+                      problem=job["problem"], spec=job["spec"])
+        if result.get("schedule_file") and job.get("keep_schedule_file"):
+            kept = os.path.join(self.out_dir, "pass1", job["problem"], f"{job['name']}_lr{job['lr']:g}"
+                                                                       f"_s{job['seed']}.safetensors")
+            os.makedirs(os.path.dirname(kept), exist_ok=True)
+            os.replace(result["schedule_file"], kept)
+            result["schedule_file"] = os.path.relpath(kept, self.out_dir)
+        else:
+            result["schedule_file"] = None
+        path = self.cached_path(job)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as handle:
+            json.dump(result, handle, indent=1)
+        os.replace(path + ".tmp", path)
+        print(f"  {job['problem']} {job['name']} lr {job['lr']:g} seed {job['seed']}: eval loss "
+              f"{result['eval_loss']} ({result['seconds']:.0f} s)", flush=True)
+        return result
+
+    def run(self, jobs: list[dict]) -> list[dict]:
+        results = [self.cached(job) for job in jobs]
+        missing = [job for job, result in zip(jobs, results) if result is None]
+        with ThreadPoolExecutor(max(1, self.jobs)) as pool:
+            fresh = iter(list(pool.map(self._launch, missing)))
+        return [result if result is not None else next(fresh) for result in results]
+
+
+
+# ----- the sweep ----------------------------------------------------------------------------------------------------
+def baseline_spec(name: str) -> dict:
+    kind, warmup, kwargs = BASELINES[name]
+    return {"type": kind, "warmup": warmup, "kwargs": dict(kwargs)}
+
+
+def refined_spec(path: str, multipliers: np.ndarray) -> dict:
+    """A refined schedule run through `linear_refined` with its file; the key holds the multipliers' digest."""
+    digest = hashlib.sha256(np.ascontiguousarray(multipliers, dtype=np.float64).tobytes()).hexdigest()[:16]
+    return {"type": "linear_refined", "warmup": 0.0, "kwargs": {"schedule_file": path}, "multipliers": digest}
+
+
+class Sweep:
+    """One schedule's LR sweep on one problem: a grid of factors of 2 around `center`, extended at an edge."""
+
+    MAX_EXTENSIONS = 3
+
+    def __init__(self, study: Study, problem: str, name: str, spec: dict, seeds, center: float, **extra):
+        self.study, self.problem, self.name, self.spec, self.seeds = study, problem, name, spec, list(seeds)
+        self.grid = [center / 2, center, center * 2] if study.grid_points == 3 else [center]
+        self.extra, self.runs = extra, {}
+
+    def _run(self, lrs):
+        jobs = [dict(problem=self.problem, name=self.name, spec=self.spec, lr=float(lr), seed=seed, **self.extra)
+                for lr in lrs for seed in self.seeds]
+        for job, result in zip(jobs, self.study.run(jobs)):
+            self.runs[(job["lr"], job["seed"])] = result
+
+    def mean(self, lr) -> float:
+        losses = [self.runs[(lr, seed)]["eval_loss"] for seed in self.seeds]
+        return float(np.mean([math.inf if loss is None else loss for loss in losses]))
+
+    def run(self) -> dict:
+        self._run(self.grid)
+        for _ in range(self.MAX_EXTENSIONS):
+            best = int(np.argmin([self.mean(lr) for lr in self.grid]))
+            if len(self.grid) == 1 or 0 < best < len(self.grid) - 1:
+                break
+            lr = self.grid[0] / 2 if best == 0 else self.grid[-1] * 2
+            self._run([lr])
+            self.grid = sorted(self.grid + [lr])
+        best = int(np.argmin([self.mean(lr) for lr in self.grid]))
+        lr = self.grid[best]
+        return {"best_lr": lr, "grid": self.grid, "means": [self.mean(x) for x in self.grid],
+                "per_seed": [self.runs[(lr, seed)]["eval_loss"] for seed in self.seeds],
+                "edge": len(self.grid) > 1 and best in (0, len(self.grid) - 1),
+                "seconds": sum(run["seconds"] for run in self.runs.values()), "runs": len(self.runs)}
+
+
+def _load_record(study: Study, result: dict):
+    from hf_linear_decay.files.schedule_file import load_schedule_file
+
+    return load_schedule_file(os.path.join(study.out_dir, result["schedule_file"])).record
+
+
+def _save_schedule(study: Study, problem: str, name: str, record, multipliers: np.ndarray, method: str) -> str:
+    """Write `multipliers` with pass 1's record as a schedule file under out_dir/schedules; returns its path there."""
+    from hf_linear_decay.core.schedule import RefinedSchedule
+    from hf_linear_decay.core.settings import RefinementSettings
+    from hf_linear_decay.files.schedule_file import save_schedule_file
+
+    settings = RefinementSettings(method=method).resolved(record)
+    relative = os.path.join("schedules", problem, f"{name}.safetensors")
+    save_schedule_file(RefinedSchedule(record=record, multipliers=np.asarray(multipliers, dtype=np.float64),
+                                       settings=settings), os.path.join(study.out_dir, relative))
+    return relative
+
+
+def study_problem(study: Study, problem: str, seeds, center: float) -> dict:
+    """Every schedule at its own best LR on `problem`: the reference first (its best LR, seed 0, is pass 1), then the
+    baselines and the refined schedules from grids centred at the reference's best LR."""
+    from benchmarks import lm_candidates
+
+    print(f"== {problem} (seeds {list(seeds)}, grid centre {center:g})", flush=True)
+    prepared_data(PROBLEMS[problem])  # tokenizer and packed blocks once, here, before parallel runs read them
+    summary = {}
+    summary[REFERENCE] = Sweep(study, problem, REFERENCE, baseline_spec(REFERENCE), seeds, center,
+                               keep_schedule_file=True).run()
+    lr = summary[REFERENCE]["best_lr"]
+    config = PROBLEMS[problem]
+    for name in config.get("baselines", BASELINES):
+        if name != REFERENCE:
+            record = {"record": True, "keep_schedule_file": True} if name == "wsd_sqrt_20" else {}
+            summary[name] = Sweep(study, problem, name, baseline_spec(name), seeds, lr, **record).run()
+    pass_one = _load_record(study, study.cached(dict(problem=problem, name=REFERENCE, spec=baseline_spec(REFERENCE),
+                                                     lr=lr, seed=seeds[0], keep_schedule_file=True)))
+    refined = lm_candidates.package_methods(pass_one)
+    if config.get("ideas"):
+        wsd_lr = summary["wsd_sqrt_20"]["best_lr"]
+        stable_run = _load_record(study, study.cached(dict(problem=problem, name="wsd_sqrt_20",
+                                                           spec=baseline_spec("wsd_sqrt_20"), lr=wsd_lr,
+                                                           seed=seeds[0], record=True, keep_schedule_file=True)))
+        refined.update(lm_candidates.candidates(pass_one, stable_run))
+    if config.get("short_pass_one"):
+        refined.update(short_pass_one_schedules(study, problem, lr, seeds[0], len(pass_one)))
+    for name, multipliers in refined.items():
+        method = name.split("_from_")[0] if name.split("_from_")[0] in lm_candidates.STUDY_METHODS else "paper"
+        path = _save_schedule(study, problem, name, pass_one, multipliers, method)
+        summary[name] = Sweep(study, problem, name, refined_spec(path, multipliers), seeds, lr).run()
+        summary[name].update(refined=True, area=float(multipliers.mean() / pass_one_area(pass_one)))
+    summary[REFERENCE]["norm_profile"] = lm_candidates.profile_of(pass_one)
+    with open(os.path.join(study.out_dir, f"summary_{problem}.json"), "w") as handle:
+        json.dump(summary, handle, indent=1)
+    return summary
+
+
+#: A cheaper second run: pass 1 over this share of the steps (its own linear decay with warm-up), refined by the
+#: default and resampled to the full run by progress, as `linear_refined` does with a file of another length.
+SHORT_PASS_ONE = (0.1, 0.25)
+
+
+def short_pass_one_schedules(study: Study, problem: str, lr: float, seed: int, num_steps: int) -> dict:
+    from benchmarks import lm_candidates
+    from hf_linear_decay.core.shapes import resample_schedule
+
+    out = {}
+    for share in SHORT_PASS_ONE:
+        job = dict(problem=problem, name=f"{REFERENCE}_short{round(100 * share)}", spec=baseline_spec(REFERENCE),
+                   lr=lr, seed=seed, max_steps=round(share * num_steps), keep_schedule_file=True)
+        record = _load_record(study, study.run([job])[0])
+        multipliers = lm_candidates.package_methods(record)["auto"]
+        out[f"auto_from_{round(100 * share)}pct"] = resample_schedule(multipliers, num_steps)
+    return out
+
+
+def pass_one_area(record) -> float:
+    """Mean multiplier of pass 1's schedule (its recorded LRs over their peak)."""
+    return float((record.lr / record.lr.max()).mean())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--problem", action="append", choices=sorted(PROBLEMS), help="problem(s) to study")
+    parser.add_argument("--all", action="store_true", help="every CPU problem, in order")
+    parser.add_argument("--smoke", action="store_true", help="the whole pipeline on a tiny problem (seconds)")
+    parser.add_argument("--report", action="store_true", help="only rebuild the report from the cached runs")
+    parser.add_argument("--seeds", type=int, default=len(SEEDS))
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (each a process with one thread on CPU)")
+    parser.add_argument("--out_dir", default=DEFAULT_OUT)
+    options = parser.parse_args(argv)
+    problems = ["smoke"] if options.smoke else CPU_PROBLEMS if options.all else (options.problem or [])
+    if not problems and not options.report:
+        parser.error("choose --problem NAME, --all, --smoke or --report")
+    study = Study(options.out_dir, 0 if options.smoke else options.jobs, grid_points=1 if options.smoke else 3)
+    seeds = SEEDS[: 2 if options.smoke else options.seeds]
+    center = None
+    for problem in problems:
+        center = PROBLEMS[problem]["center"] or center or 4e-3
+        summary = study_problem(study, problem, seeds, center)
+        center = summary[REFERENCE]["best_lr"]  # the next problem's grid starts at this problem's best LR
+    from benchmarks import lm_report
+
+    print(lm_report.write_report(options.out_dir))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--run_job":
+        print(json.dumps(train_one(json.loads(sys.argv[2]))))
+    else:
+        main()
