@@ -248,3 +248,47 @@ def test_save_state_after_training_points_at_the_final_record(make_args):
     record, _ = read_record(os.path.join(args.output_dir, "trainer_state.json"))
     assert len(record) == 12 and record.sha256() == load_record_file(
         os.path.join(args.output_dir, "norm_record.safetensors")).sha256()
+
+
+def test_a_kill_right_after_the_checkpoint_state_is_written_loses_no_record(make_args, tmp_path):
+    """SIGKILL in the window where checkpoint-4/trainer_state.json exists (transformers resumes from it) and no
+    on_save has run: the record that the state points to is already there, and the resumed run's final record is
+    bit-identical to an uninterrupted one's."""
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    killed = subprocess.run([sys.executable, "-m", "tests.scripts.killed_at_checkpoint", str(tmp_path / "run"), "4"],
+                            capture_output=True, text=True, cwd=root, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    assert (checkpoint / "trainer_state.json").is_file() and not (checkpoint / "refined_schedule.safetensors").exists()
+    assert len(load_record_file(checkpoint / "norm_record.safetensors")) == 4
+    common = dict(max_steps=8, save_strategy="steps", save_steps=4)
+    resumed = make_args(output_dir=str(tmp_path / "run"), **common)
+    train(resumed, resume=True)  # the latest checkpoint, as `resume_from_checkpoint=True` finds it
+    uninterrupted = make_args(output_dir=str(tmp_path / "whole"), **common)
+    train(uninterrupted)
+    final = load_record_file(tmp_path / "run" / "norm_record.safetensors")
+    assert final.sha256() == load_record_file(tmp_path / "whole" / "norm_record.safetensors").sha256()
+
+
+def test_a_resume_whose_record_was_lost_stops_unless_told_to_go_on(make_args, tmp_path):
+    from hf_linear_decay.files.checkpoint_record import MissingRecordError
+
+    args = make_args(output_dir=str(tmp_path / "run"), max_steps=8, save_strategy="steps", save_steps=2)
+    train(args, [StopAt(4)])
+    os.remove(tmp_path / "run" / "checkpoint-4" / "norm_record.safetensors")
+    with pytest.raises(MissingRecordError) as error:
+        train(args, resume=str(tmp_path / "run" / "checkpoint-4"))
+    message = str(error.value)
+    assert "checkpoint-4 points to a record of its 4 steps that cannot be used" in message
+    assert "resume from " + str(tmp_path / "run" / "checkpoint-2") + ", which has its record" in message
+    assert '{"resume_without_record": true}' in message
+    args.lr_scheduler_kwargs = {"resume_without_record": True}
+    os.remove(tmp_path / "run" / "refined_schedule.safetensors")  # the stopped first part's
+    train(args, resume=str(tmp_path / "run" / "checkpoint-4"))
+    record = load_record_file(tmp_path / "run" / "norm_record.safetensors")
+    np.testing.assert_array_equal(record.skipped, [1, 1, 1, 1, 0, 0, 0, 0])  # unknown, and said to be
+    assert not (tmp_path / "run" / "refined_schedule.safetensors").exists()  # 50% unknown: refused (25% rule)

@@ -114,8 +114,9 @@ def schedule_problem(multipliers: np.ndarray, record: NormRecord, norm: str) -> 
         return f"tensor `multipliers` has shape {multipliers.shape} for a record of {len(record)} steps (>= 2 needed)."
     if multipliers.min() < 0 or abs(multipliers.max() - 1.0) > 1e-9 or multipliers[-1] != 0:
         # repr, not %g: a peak of 1 + 1e-6 must not print as "1"
-        return (f"tensor `multipliers` must lie in [0, 1] with peak 1 and last value 0, got min {multipliers.min()!r}, "
-                f"max {multipliers.max()!r}, last {multipliers[-1]!r}; refine the record again.")
+        low, high, last = (float(x) for x in (multipliers.min(), multipliers.max(), multipliers[-1]))
+        return (f"tensor `multipliers` must lie in [0, 1] with peak 1 and last value 0, got min {low!r}, max {high!r}, "
+                f"last {last!r}; refine the record again.")
     column = NORM_TYPES[norm].tensor
     if column not in record.recorded:
         return f"the schedule was refined from `{column}`, which the file does not record; refine with a norm it has."

@@ -29,7 +29,7 @@ def pointer_attributes(record: NormRecord) -> dict:
 def record_from_callback_state(entry: dict, folder: str, path) -> NormRecord:
     """The record `RefinementCallback` saved in a trainer_state.json entry: a record file beside it, or inline lists."""
     attributes = entry.get("attributes") if isinstance(entry, dict) else None
-    if not isinstance(attributes, dict):
+    if not isinstance(attributes, dict) or not attributes:
         raise CheckpointRecordError(f"{path}: the RefinementCallback entry has no `attributes`; the file is damaged.")
     try:
         if "record_file" in attributes:
