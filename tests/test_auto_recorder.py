@@ -177,3 +177,46 @@ def test_a_few_skipped_steps_only_warn(make_args, caplog):
                 optimizers=(SkipsNonFiniteSGD(model.parameters(), lr=0.05), None)).train()
     assert load_schedule_file(os.path.join(args.output_dir, "refined_schedule.safetensors")).skipped.sum() == 1
     assert "1 of 12 steps (8%) were skipped" in caplog.text
+
+
+def test_pass_2_records_too_when_asked(make_args):
+    first = make_args(output_dir=make_args().output_dir + "r1")
+    Trainer(TinyRegressor(), first, train_dataset=RegressionData()).train()
+    path = os.path.join(first.output_dir, "refined_schedule.safetensors")
+    second = make_args(output_dir=make_args().output_dir + "r2",
+                       lr_scheduler_kwargs={"schedule_file": path, "record_norms": True})
+    trainer = Trainer(TinyRegressor(), second, train_dataset=RegressionData())
+    trainer.train()
+    assert len(recorders(trainer)) == 1
+    again = load_schedule_file(os.path.join(second.output_dir, "refined_schedule.safetensors"))
+    assert again.num_steps == 12 and again.run.source == "RefinementCallback"
+    assert_follows(trainer.state.log_history, 0.05, resample_schedule(load_schedule_file(path).multipliers, 12))
+
+
+def test_what_the_user_sees_on_stderr_with_no_logging_set_up(tmp_path):
+    """Pass 1 says where its file is and what the refinement did; pass 2 says what it follows: on stderr, once,
+    with transformers' and Python's logging left as a script leaves them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom transformers import Trainer, TrainingArguments\nfrom tests.tiny import RegressionData, "
+        "TinyRegressor\nkw = eval(sys.argv[2])\nargs = TrainingArguments(sys.argv[1], "
+        "lr_scheduler_type='linear_refined', max_steps=6, use_cpu=True, report_to='none', disable_tqdm=True, "
+        "lr_scheduler_kwargs=kw)\n"
+        "Trainer(TinyRegressor(), args, train_dataset=RegressionData()).train()\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(folder, kwargs):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / folder), repr(kwargs)], cwd=root,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [line for line in done.stderr.splitlines() if "linear_refined" in line or "RefinementCallback" in line]
+
+    first = run("p1", {})
+    path = tmp_path / "p1" / "refined_schedule.safetensors"
+    assert len(first) == 1 and first[0].startswith(f"RefinementCallback: wrote {path} (6 steps, method auto, l1 norms")
+    assert f"hf-linear-decay inspect {path}" in first[0] and '"schedule_file"' in first[0]
+    second = run("p2", {"schedule_file": str(path)})
+    assert second == [f"linear_refined: following {path} (6 steps, method auto, l1 norms: identical to pass 1's "
+                      "schedule)"]
