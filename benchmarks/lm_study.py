@@ -163,9 +163,15 @@ def train_one(job: dict) -> dict:
 
 
 # ----- the cache ----------------------------------------------------------------------------------------------------
+#: The fields of a problem that a run's key holds (what the training depends on; `center` is kept for the keys of
+#: the runs cached before the study-design fields `ideas`, `short_pass_one` and `baselines` existed).
+KEY_FIELDS = ("corpus", "model", "vocab", "steps", "batch", "block", "eval_blocks", "center", "device")
+
+
 def run_key(job: dict) -> str:
     identity = {key: job[key] for key in ("problem", "spec", "lr", "seed") if key in job}
-    identity.update(version=STUDY_VERSION, problem_config=PROBLEMS[job["problem"]],
+    config = PROBLEMS[job["problem"]]
+    identity.update(version=STUDY_VERSION, problem_config={key: config[key] for key in KEY_FIELDS},
                     max_steps=job.get("max_steps"), record=bool(job.get("record")))
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
