@@ -64,6 +64,7 @@ def candidates(record, paper: np.ndarray, optimizer_norm: str) -> dict[str, np.n
     """The robust-default candidates built from the paper's schedule and pieces (no pass beyond pass 1)."""
     from hf_linear_decay.core.norms import NORM_TYPES
     from hf_linear_decay.core.refine import refine
+    from hf_linear_decay.core.refinements import settle_step, settled_level
     from hf_linear_decay.core.shapes import linear_decay
 
     num_steps = paper.size
@@ -71,18 +72,15 @@ def candidates(record, paper: np.ndarray, optimizer_norm: str) -> dict[str, np.n
     seen = refine(record.norms(optimizer_norm), power=NORM_TYPES[optimizer_norm].default_power,
                   skipped=record.skipped)
     smoothed = seen.smoothed_norms
-    settled = np.median(smoothed[num_steps // 2:])
+    settled = settled_level(smoothed)
     out = {
         "blend_half": _peak_one(0.5 * (paper + linear)),
         "peak_then_linear": np.where(np.arange(num_steps) < np.argmax(paper), paper,
                                      np.interp(np.arange(num_steps), [np.argmax(paper), num_steps - 1], [1.0, 0.0])),
         "clip_2x": _peak_one(np.clip(paper, linear / 2, 2 * linear)),
     }
-    # Linear decay times a linear ramp that ends where the smoothed norm has settled (< 1.5x its 2nd-half median).
-    below = np.flatnonzero(smoothed < 1.5 * settled)
-    ramp_end = int(below[0]) if below.size else 0
-    ramp = np.minimum(1.0, np.arange(num_steps) / max(1, ramp_end))
-    out["ramp_until_settled"] = _peak_one(linear * ramp) if ramp_end else linear.copy()
+    # Linear decay times a linear ramp that ends where the smoothed norm has settled (guarded's ramp, no gate).
+    out["ramp_until_settled"] = _peak_one(linear * np.minimum(1.0, np.arange(num_steps) / settle_step(smoothed)))
     # The paper's own warm-up factor (settled / ĝ_t)^p, made monotone, on linear decay (no tail-sum anneal).
     power = NORM_TYPES[optimizer_norm].default_power
     weight = np.minimum(1.0, np.maximum.accumulate((settled / smoothed) ** power))
@@ -92,6 +90,6 @@ def candidates(record, paper: np.ndarray, optimizer_norm: str) -> dict[str, np.n
 
 def area(multipliers: np.ndarray) -> float:
     """Mean multiplier relative to linear decay's (1 = the same total LR)."""
-    from hf_linear_decay.core.shapes import linear_decay
+    from hf_linear_decay.core.shapes import area_ratio_to_linear
 
-    return float(multipliers.mean() / linear_decay(multipliers.size).mean())
+    return area_ratio_to_linear(multipliers)

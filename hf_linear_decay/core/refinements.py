@@ -41,6 +41,11 @@ def settled_level(smoothed: np.ndarray) -> float:
     return float(np.median(smoothed[len(smoothed) // 2:]))
 
 
+def settle_step(smoothed: np.ndarray) -> int:
+    """The first step where a smoothed norm is within `SETTLED_WITHIN` times its settled level (at least 1)."""
+    return max(1, int(np.argmax(smoothed < SETTLED_WITHIN * settled_level(smoothed))))
+
+
 def guarded_method(record, settings) -> tuple[np.ndarray, str]:
     """Pass 1's own schedule, plus a warm-up until the gradient norm settles if, and only if, it started steeply.
 
@@ -58,7 +63,7 @@ def guarded_method(record, settings) -> tuple[np.ndarray, str]:
     if not start >= STEEP_START:
         return shape, (f"kept pass 1's schedule: the {settings.norm} norm started at {start:.1f}x its settled level "
                        f"and a warm-up needs {STEEP_START:g}x")
-    ramp_end = max(1, int(np.argmax(smoothed < SETTLED_WITHIN * settled)))
+    ramp_end = settle_step(smoothed)
     ramped = shape * np.minimum(1.0, np.arange(len(shape)) / ramp_end)
     return ramped / ramped.max(), (f"pass 1's schedule with a warm-up over {ramp_end} steps: the {settings.norm} "
                                    f"norm started {start:.0f}x above its settled level")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cosine_decay", "linear_decay", "resample_schedule"]
+__all__ = ["area_ratio_to_linear", "cosine_decay", "linear_decay", "resample_schedule"]
 
 
 def _check_length(num_steps, minimum: int = 1) -> int:
@@ -47,3 +47,9 @@ def cosine_decay(num_steps: int) -> np.ndarray:
     """Cosine decay to zero over `num_steps` steps, ``(1 + cos(π t/(T-1))) / 2``, for comparisons."""
     num_steps = _check_length(num_steps, 2)
     return 0.5 * (1.0 + np.cos(np.pi * np.arange(num_steps) / (num_steps - 1)))
+
+
+def area_ratio_to_linear(multipliers) -> float:
+    """The schedule's total LR (sum of multipliers) over linear decay's, ``1 - t/(T-1)``, of the same length."""
+    values = np.asarray(multipliers, dtype=np.float64)
+    return float(values.sum() / linear_decay(values.size).sum())

@@ -8,7 +8,7 @@ from ..core.schedule import RefinedSchedule
 from ..core.refine import filter_width
 from ..files.schedule_file import schedule_metadata
 from ..core.describe import compare_with_pass_one
-from ..core.shapes import linear_decay
+from ..core.shapes import area_ratio_to_linear, linear_decay
 
 #: A schedule has "warmed up" at the first step where it reaches this fraction of its peak.
 WARMUP_LEVEL = 0.9
@@ -71,7 +71,7 @@ def summarize_schedule(schedule: RefinedSchedule) -> dict:
         "max_below_reference": float(difference[below]),
         "max_below_reference_step": below,
         "area_ratio_to_reference": comparison.area_ratio,
-        "area_ratio_to_linear": float(multipliers.sum() / linear.sum()),
+        "area_ratio_to_linear": area_ratio_to_linear(multipliers),
         "rises_after_peak": int((np.diff(after_peak) > 1e-12).sum()),
         "largest_rise_after_peak": float(np.max(after_peak - np.minimum.accumulate(after_peak))),
         "second_half_ratio_to_linear": float(multipliers[half:].sum() / max(linear[half:].sum(), 1e-300)),
