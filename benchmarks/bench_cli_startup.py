@@ -23,6 +23,18 @@ import numpy as np
 TARGET_SECONDS = 1.5
 
 
+def hook_cost(rounds: int) -> float:
+    """Median microseconds that importing the start-up hook adds to every interpreter start (Python's own timer)."""
+    costs = []
+    for _ in range(rounds):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], capture_output=True, text=True)
+        lines = [line for line in result.stderr.splitlines() if line.rstrip().endswith("hf_linear_decay_autoload")]
+        if not lines:
+            raise SystemExit("the start-up hook is not installed (pip install -e . installs it)")
+        costs.append(int(lines[0].split("|")[1]))  # cumulative microseconds of that import
+    return statistics.median(costs)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -54,6 +66,10 @@ def main():
     for name in names:
         median = statistics.median(times[name])
         print(f"| {name} | {median:.3f} | {min(times[name]):.3f}-{max(times[name]):.3f} | {median / baseline:.1f} |")
+    hook = hook_cost(options.rounds)
+    print(f"\nstart-up hook (hf_linear_decay_autoload, from `python -X importtime -c pass`): median {hook:.0f} us over "
+          f"{options.rounds} rounds, {100 * hook / 1e6 / baseline:.2f}% of `python -c pass` ({baseline * 1e3:.1f} ms); "
+          f"target < 1000 us: {'met' if hook < 1000 else 'NOT met'}")
     inspect = statistics.median(times["hf-linear-decay inspect FILE"])
     print(f"\ninspect: {inspect:.2f} s median over {options.rounds} rounds, target < {TARGET_SECONDS} s: "
           f"{'met' if inspect < TARGET_SECONDS else 'NOT met'}")
