@@ -127,4 +127,7 @@ def _plot(summaries: dict, path: str) -> None:
 
 
 if __name__ == "__main__":
-    print(write_report(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "lm_study")))
+    import sys
+
+    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "lm_study")
+    print(write_report(sys.argv[1] if len(sys.argv) > 1 else default))

@@ -309,3 +309,30 @@ def test_killed_writers_temporaries_in_checkpoints_are_removed_at_the_next_start
     os.utime(stale, (0, 0))  # older than an hour: stale whoever wrote it
     train(args, [RefinementCallback()])
     assert not os.path.exists(stale)
+
+
+def test_wording_that_once_read_oddly(tmp_path, capsys):
+    from hf_linear_decay.tools.summary import format_summary, summarize_schedule
+
+    short = build_schedule(NormRecord.from_columns({"grad_norm_l2": [3.0, 2.0, 1.0, 1.0, 1.0]}),
+                           RefinementSettings(method="paper"))
+    assert "(median window 1 step)" in format_summary(summarize_schedule(short))
+
+
+def test_the_norm_panel_labels_enough_ticks(tmp_path, schedule_file):
+    from hf_linear_decay.files.schedule_file import load_schedule_file
+    from hf_linear_decay.tools import plot
+
+    figures = []
+    real_save = plot.save_figure
+    plot.save_figure = lambda figure, path: figures.append(figure) or real_save(figure, path)
+    try:
+        plot.plot_schedule(load_schedule_file(schedule_file), tmp_path / "s.png")
+    finally:
+        plot.save_figure = real_save
+    norms_axis = figures[0].axes[0]
+    low, high = norms_axis.get_ylim()
+    labelled = [tick for tick in norms_axis.get_yticks() if low <= tick <= high]
+    assert len(labelled) >= 3  # norms from 1 to 5: labels at 1, 2, 5, not only at 1
+    schedule_axis = figures[0].axes[1]
+    assert [line.get_label() for line in schedule_axis.lines][:2] == ["pass 1's schedule", "refined (paper)"]

@@ -17,3 +17,10 @@ def test_ci_runs_the_readme_test_command():
     assert len(commands) == 1, commands
     ci_lines = [line.strip() for line in read(".ci/run").splitlines()]
     assert commands[0] in ci_lines
+
+
+def test_the_use_it_snippet_builds_the_model_again_for_pass_2():
+    readme = read("README.md")
+    snippet = readme[readme.index("## Use it"):].split("```python")[1].split("```")[0]
+    trainers = [line for line in snippet.splitlines() if line.startswith("Trainer(")]
+    assert len(trainers) == 2 and all("build_model()" in line for line in trainers)  # not one `model` object twice
