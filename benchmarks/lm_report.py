@@ -94,13 +94,62 @@ def write_report(out_dir: str, default: str | None = None) -> str:
         else:
             lines.append(f"## {problem}")
         lines += [""] + table(summary) + ["", f"Default (`{default}`):"] + targets(summary, default) + [""]
+        profile = summary[REFERENCE].get("norm_profile")
+        if profile:
+            fires = "fires" if profile["rises_under_decay"] else "does not fire"
+            lines += [f"Pass 1's smoothed norm (what `auto` reads): started at {profile['start']:.2f}x its settled "
+                      f"level, rose {profile['rise']:.2f}x from its minimum at {100 * profile['minimum_at']:.0f}% of "
+                      f"the run to its end, pass 1's LR ended at {profile['lr_end']:.3f} of its peak: the cooldown "
+                      f"rule {fires}.", ""]
+        cheaper = cheaper_runs(summary, default)
+        if cheaper:
+            lines += ["Cheaper second runs (cost: optimizer steps of pass 1 and pass 2 over one run's):", ""]
+            lines += cheaper + [""]
     lines.append(f"Training time of all runs: {seconds / 3600:.1f} CPU-hours (one thread each).")
+    lines += ["", "## All problems", "", overview(summaries)]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out_dir, "results.md"), "w") as handle:
         handle.write(text)
     if summaries:
         _plot(summaries, os.path.join(out_dir, "lm_study.png"))
     return text
+
+
+def cheaper_runs(summary: dict, default: str) -> list[str]:
+    """The default from a full pass 1 and from shorter ones, and WSD in one run, by cost and gain."""
+    rows = [(default, 2.0, "pass 1 over the whole run, then pass 2")]
+    rows += [(name, 1 + int(name.split("_from_")[1][:-3]) / 100, f"pass 1 over {name.split('_from_')[1][:-3]}% of "
+              "the steps, resampled") for name in summary if name.startswith(f"{default}_from_")]
+    if len(rows) == 1:
+        return []
+    rows.append(("wsd_sqrt_20", 1.0, "no pass 1: the shape `auto` gives on LMs, chosen by hand"))
+    lines = ["| run | cost (runs) | how | vs reference |", "|---|---|---|---|"]
+    for name, cost, how in rows:
+        if name in summary:
+            ratio, low, high, verdict = paired(summary[name]["per_seed"], summary[REFERENCE]["per_seed"])
+            lines.append(f"| {name} | {cost:.2f} | {how} | {100 * (ratio - 1):+.2f}% ({low:.3f}-{high:.3f}, "
+                         f"{verdict}) |")
+    return lines
+
+
+def overview(summaries: dict) -> str:
+    """One table over the problems (the README's): each schedule's ratio to the reference, with the verdict."""
+    names = list(dict.fromkeys(name for summary in summaries.values() for name in summary))
+    lines = ["| schedule | " + " | ".join(summaries) + " |", "|---" * (len(summaries) + 1) + "|"]
+    for name in names:
+        cells = []
+        for summary in summaries.values():
+            if name not in summary:
+                cells.append("-")
+                continue
+            if name == REFERENCE:
+                cells.append(f"{np.mean(summary[name]['per_seed']):.4f} (reference)")
+                continue
+            ratio, low, high, verdict = paired(summary[name]["per_seed"], summary[REFERENCE]["per_seed"])
+            mark = {"win": "**", "loss": "_"}.get(verdict, "")
+            cells.append(f"{mark}{100 * (ratio - 1):+.1f}%{mark} ({low:.3f}-{high:.3f}, {verdict})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _plot(summaries: dict, path: str) -> None:
