@@ -1,20 +1,19 @@
 """Does refinement beat linear and cosine, where, by how much? Problems x schedules x LR grid x seeds.
 
     python -m benchmarks.convex_study --smoke                         # seconds: synthetic problem, CI runs it
-    python -m benchmarks.prepare_convex_data                               # once: the 9 real data sets
-    python -m benchmarks.convex_study --convex --jobs 2               # the full convex suite (~25 min, 2 cores)
-    python -m benchmarks.convex_study --lm --jobs 2                   # the small LM on CPU, real Trainer path
-    python -m benchmarks.convex_study --lm --lm_size gpu              # the LM at GPU size (needs a GPU)
+    python -m benchmarks.prepare_convex_data                          # once: the 9 real data sets
+    python -m benchmarks.convex_study --convex --jobs 2               # the full convex suite (~10 min, 2 cores)
+    python -m benchmarks.lm_study --all --jobs 2                      # the LM study (LLM pretraining settings)
 
 Every schedule runs at its own best peak LR, chosen by the mean over seeds on a log grid that is extended at an
-edge until the best LR is inside it. Figures: the last iterate's suboptimality f(x_T) - f* (convex) or the final
-eval loss (LM), as a ratio to linear decay's at its best LR; the per-seed ratios' min-max (seed spread); a paired
+edge until the best LR is inside it. Figures: the last iterate's suboptimality f(x_T) - f*, as a ratio to linear
+decay's at its best LR; the per-seed ratios' min-max (seed spread); a paired
 Wilcoxon signed-rank test over seeds (win/loss when p < 0.05, else tie); the geometric mean and the worst case over
 problems; and each refined schedule's area (mean multiplier / linear decay's). Outputs in `--out_dir`: runs.csv
 (every run), summary.json, results.md (tables), and one PNG per optimizer.
 
 Schedules: transformers' linear and cosine to 0, each with and without a 5% warm-up, WSD (5% warm-up, 20% cooldown,
-transformers' default cosine cooldown) and constant; each refinement method the package ships (`paper`, `guarded`)
+transformers' default cosine cooldown) and constant; each refinement method the package ships (`auto`, `paper`, `guarded`, `cooldown`)
 from a linear pass 1, through the schedule file and `linear_refined`, and from a pass 1 4x shorter (`*_short_pilot`,
 resampled by progress); the paper's refinement from a constant-LR pilot; and the other robust-default candidates of
 `schedule_shapes.candidates`.
@@ -148,7 +147,6 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--smoke", action="store_true", help="synthetic problem, few steps and seeds (seconds)")
     parser.add_argument("--convex", action="store_true", help="the 9-problem logistic-regression suite")
-    parser.add_argument("--lm", action="store_true", help="the small LM through the real Trainer path")
     parser.add_argument("--report", action="store_true", help="rebuild results.md and the plots from summary.json")
     parser.add_argument("--problems", default=None, help="comma-separated subset of the convex problems")
     parser.add_argument("--optimizers", default="sgd,adam")
@@ -159,20 +157,14 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (set OMP_NUM_THREADS=1 with several)")
     parser.add_argument("--data_dir", default=os.path.join(HERE, "data", "convex"))
     parser.add_argument("--out_dir", default=os.path.join(HERE, "results", "convex"))
-    parser.add_argument("--lm_size", default="cpu", choices=("cpu", "gpu"))
-    parser.add_argument("--lm_seeds", type=int, default=3)
     options = parser.parse_args(argv)
     if options.report:
         if os.path.exists(os.path.join(options.out_dir, "summary.json")):
             with open(os.path.join(options.out_dir, "summary.json")) as handle:
                 print(report(json.load(handle), options.out_dir))
-        if os.path.exists(os.path.join(options.out_dir, f"lm_{options.lm_size}_summary.json")):
-            from benchmarks import lm_problem
-
-            print(lm_problem.rebuild_report(options.out_dir, options.lm_size))
         return
-    if not (options.smoke or options.convex or options.lm):
-        parser.error("choose --smoke, --convex, --lm or --report")
+    if not (options.smoke or options.convex):
+        parser.error("choose --smoke, --convex or --report")
     os.makedirs(options.out_dir, exist_ok=True)
     optimizers = options.optimizers.split(",")
     start = time.perf_counter()
@@ -190,10 +182,6 @@ def main(argv=None):
         with open(os.path.join(options.out_dir, "summary.json"), "w") as handle:
             json.dump(summary, handle, indent=1)
         print(report(summary, options.out_dir))
-    if options.lm:
-        from benchmarks import lm_problem
-
-        print(lm_problem.run_study(options))
     print(f"\n{time.perf_counter() - start:.0f} s; results in {options.out_dir}")
 
 

@@ -1,0 +1,79 @@
+"""What the default's rule reads from each study's pass 1, and what it decides: the calibration and the held-out check.
+
+    python -m benchmarks.rule_signals            # -> benchmarks/results/rule_signals.md
+
+`auto` turns pass 1 into a cooldown (WSD) shape when pass 1's smoothed norm did not start steeply (below
+`CALM_START` times its settled level), rose at least `RISE_UNDER_DECAY` times from its minimum (reached in the first
+half) to the end, and pass 1's LR decayed below half its peak (`core.refinements.NormProfile`). The thresholds were
+set from the LM study's `python_tiny` and the first five convex problems (iris, wine, breast_cancer, digits, glass);
+the other convex problems and the Debian LM problems were not used to set them. The convex pass 1 is the one the
+convex study refines (linear decay at linear decay's best LR, the pilot seed); the LM pass 1 is the reference at its
+best LR, seed 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from benchmarks import convex_suite, schedule_shapes
+from benchmarks.convex_study import ConvexStudy, OPTIMIZER_NORM
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CALIBRATION = {"python_tiny", "iris", "wine", "breast_cancer", "digits", "glass"}
+
+
+def profile(record, norm=None):
+    from hf_linear_decay.core.refinements import norm_profile
+    from hf_linear_decay.core.settings import RefinementSettings
+
+    return norm_profile(record, RefinementSettings(method="auto", norm=norm).resolved(record))
+
+
+def convex_rows(data_dir: str, summary: dict):
+    for optimizer, problems in summary.items():
+        for problem, results in problems.items():
+            study = ConvexStudy(problem, convex_suite.load_problem(problem, data_dir), optimizer, 1000, range(10), 25,
+                                3.0)
+            record = study.pass_one(schedule_shapes.baselines(1000)["linear"], results["linear"]["best_lr"])
+            yield f"{problem} ({optimizer})", problem, profile(record, OPTIMIZER_NORM[optimizer])
+
+
+def lm_rows(lm_dir: str):
+    from hf_linear_decay.files.schedule_file import load_schedule_file
+
+    for name in sorted(os.listdir(lm_dir)):
+        if not (name.startswith("summary_") and name.endswith(".json")):
+            continue
+        problem = name[len("summary_"):-len(".json")]
+        summary = json.load(open(os.path.join(lm_dir, name)))
+        lr = summary["linear_warmup"]["best_lr"]
+        path = os.path.join(lm_dir, "pass1", problem, f"linear_warmup_lr{lr:g}_s0.safetensors")
+        yield f"{problem} (AdamW, LM)", problem, profile(load_schedule_file(path).record)
+
+
+def main():
+    from hf_linear_decay.core.refinements import CALM_START, RISE_UNDER_DECAY
+
+    convex_dir = os.path.join(HERE, "results", "convex")
+    summary = json.load(open(os.path.join(convex_dir, "summary.json")))
+    rows = list(lm_rows(os.path.join(HERE, "results", "lm_study")))
+    rows += list(convex_rows(os.path.join(HERE, "data", "convex"), summary))
+    lines = ["# What `auto` reads from pass 1, and what it decides", "",
+             f"Command: `python -m benchmarks.rule_signals`. Rule: start < {CALM_START:g}, rise >= "
+             f"{RISE_UNDER_DECAY:g} from a minimum in the first half, pass 1's LR decayed below half its peak -> "
+             "cooldown; else guarded.", "",
+             "| pass 1 | used to set the thresholds | start (x settled) | rise (end / minimum) | minimum at | "
+             "LR at the end | auto gives |", "|---|---|---|---|---|---|---|"]
+    for label, problem, found in rows:
+        used = "yes" if problem in CALIBRATION else "no (held out)"
+        lines.append(f"| {label} | {used} | {found.start:.2f} | {found.rise:.2f} | {100 * found.minimum_at:.0f}% | "
+                     f"{found.lr_end:.3f} | {'cooldown' if found.rises_under_decay else 'guarded'} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(HERE, "results", "rule_signals.md"), "w") as handle:
+        handle.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
