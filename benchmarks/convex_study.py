@@ -15,8 +15,8 @@ problems; and each refined schedule's area (mean multiplier / linear decay's). O
 Schedules: transformers' linear and cosine to 0, each with and without a 5% warm-up, WSD (5% warm-up, 20% cooldown,
 transformers' default cosine cooldown) and constant; each refinement method the package ships (`auto`, `paper`,
 `guarded`, `cooldown`) from a linear pass 1, through the schedule file and `linear_refined`, and from a pass 1 4x
-shorter (`*_short_pilot`, resampled by progress); the paper's refinement from a constant-LR pilot; and the other robust-default candidates of
-`schedule_shapes.candidates`.
+shorter (`*_short_pilot`, resampled by progress); the paper's refinement from a constant-LR pilot; and the other
+robust-default candidates of `schedule_shapes.candidates`.
 """
 
 from __future__ import annotations
