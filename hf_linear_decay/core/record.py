@@ -2,7 +2,7 @@
 
 `NormRecord` is the one record type. The callback appends to it while training; every reader (schedule files,
 `trainer_state.json`, CSV) returns one; the schedule file stores one next to its multipliers; the refinement reads
-one. Its columns come from the norm table (`hf_linear_decay.norms.NORM_TYPES`) plus `lr`. numpy only.
+one. Its columns come from the norm table (`hf_linear_decay.core.norms.NORM_TYPES`) plus `lr`. numpy only.
 """
 
 from __future__ import annotations

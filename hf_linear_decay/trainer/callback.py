@@ -37,7 +37,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
     A later run follows it with `lr_scheduler_kwargs={"schedule_file": ".../refined_schedule.safetensors"}`.
 
     Recorded at optimizer step t (one entry per optimizer step, never per micro-batch), in `callback.record`:
-    - one column per norm of `hf_linear_decay.norms.NORM_TYPES` (`grad_norm_l2`, `grad_norm_l1`): norms of the gradient
+    - one column per norm of `core.norms.NORM_TYPES` (`grad_norm_l2`, `grad_norm_l1`): norms of the gradient
       the optimizer is about to apply, after accumulation, the cross-rank average and fp16 unscaling, **before
       clipping**. The l2 value is the Trainer's own `grad_norm`; the others are measured on the clipped gradient and
       divided by the clip coefficient ``min(1, max_grad_norm / (grad_norm + 1e-6))`` that torch applied (exact up to

@@ -80,8 +80,8 @@ def get_linear_refined_schedule(optimizer: Optimizer, num_warmup_steps: int, num
         last_epoch (`int`, *optional*, defaults to -1): index of the last epoch when resuming.
         schedule_file (`str` or `os.PathLike`, *optional*): a `refined_schedule.safetensors` file written by
             `RefinementCallback` or `hf-linear-decay refine`.
-        method, norm, tau, power (*optional*): refine again on the fly from the file's record with these settings
-            instead of using its stored multipliers (see `hf_linear_decay.methods.RefinementSettings`).
+        method, norm, tau, power, method_options (*optional*): refine again on the fly from the file's record with
+            these settings instead of using its stored multipliers (see `core.settings.RefinementSettings`).
 
     Example (as a Trainer scheduler type, after `import hf_linear_decay`):
         ```python
