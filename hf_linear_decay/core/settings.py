@@ -44,6 +44,11 @@ class RefinementSettings:
         object.__setattr__(self, "options", check_method_options(self.method, self.options))
 
     @classmethod
+    def defaults(cls) -> RefinementSettings:
+        """The default settings (constants of the tables, not checked again)."""
+        return cls._trusted(method=DEFAULT_METHOD, norm=None, tau=DEFAULT_TAU, power=None, options={})
+
+    @classmethod
     def _trusted(cls, **values) -> RefinementSettings:
         """Settings from values that are already valid (no second check)."""
         settings = object.__new__(cls)

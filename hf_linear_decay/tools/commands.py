@@ -91,7 +91,7 @@ def refine(args) -> None:
     output = check_output(args.output, inputs=[args.input])
     record, settings = read_record(args.input, column=args.column, norm=args.norm)
     with _flag_errors():
-        settings = (settings or RefinementSettings()).with_checked(overrides, names=FLAGS)
+        settings = (settings or RefinementSettings.defaults()).with_checked(overrides, names=FLAGS)
     schedule = build_schedule(record, settings, force=args.force)
     save_schedule_file(schedule, output)
     for note in record.notes:
