@@ -142,3 +142,12 @@ def test_zero_overflow_seen_only_by_the_measured_norm_is_flagged(fake_deepspeed,
     grads = [torch.full_like(p, math.inf) for p in TinyRegressor().parameters()]
     callback = drive_one_zero_step(tmp_path, grads, engine_l2=1.0, loss_scale=65536.0)
     assert callback.record.skipped.tolist() == [True] and math.isinf(callback.record.grad_norm_l1[0])
+
+
+def test_the_trainer_asks_for_callback_states_before_it_writes_the_checkpoint_state():
+    # The record of a checkpoint is written in `state()` (checkpoint_being_saved finds the folder): this holds only
+    # while `_save_checkpoint` has its `output_dir` local and calls `cb.state()` before `save_to_json`.
+    source = inspect.getsource(Trainer._save_checkpoint)
+    assert "output_dir = os.path.join(run_dir, checkpoint_folder)" in source
+    assert source.index("cb.state()") < source.index("self.state.save_to_json(")
+    assert "def _save_checkpoint(self, model" in source
