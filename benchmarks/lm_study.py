@@ -309,6 +309,7 @@ def study_problem(study: Study, problem: str, seeds, center: float) -> dict:
     """Every schedule at its own best LR on `problem`: the reference first (its best LR, seed 0, is pass 1), then the
     baselines and the refined schedules from grids centred at the reference's best LR."""
     from benchmarks import lm_candidates
+    from hf_linear_decay.core.shapes import resample_schedule
 
     print(f"== {problem} (seeds {list(seeds)}, grid centre {center:g})", flush=True)
     prepared_data(PROBLEMS[problem])  # tokenizer and packed blocks once, here, before parallel runs read them
@@ -332,11 +333,13 @@ def study_problem(study: Study, problem: str, seeds, center: float) -> dict:
         refined.update(lm_candidates.candidates(pass_one, stable_run))
     if config.get("short_pass_one"):
         refined.update(short_pass_one_schedules(study, problem, lr, seeds[0], len(pass_one)))
-    for name, multipliers in refined.items():
+    for name, shape in refined.items():
+        record, multipliers = shape if isinstance(shape, tuple) else (pass_one, shape)
         method = name.split("_from_")[0] if name.split("_from_")[0] in lm_candidates.STUDY_METHODS else "paper"
-        path = _save_schedule(study, problem, name, pass_one, multipliers, method)
+        path = _save_schedule(study, problem, name, record, multipliers, method)
         summary[name] = Sweep(study, problem, name, refined_spec(path, multipliers), seeds, lr).run()
-        summary[name].update(refined=True, area=float(multipliers.mean() / pass_one_area(pass_one)))
+        followed = resample_schedule(multipliers, len(pass_one))  # what linear_refined gives over the run
+        summary[name].update(refined=True, area=float(followed.mean() / pass_one_area(pass_one)))
     summary[REFERENCE]["norm_profile"] = lm_candidates.profile_of(pass_one)
     with open(os.path.join(study.out_dir, f"summary_{problem}.json"), "w") as handle:
         json.dump(summary, handle, indent=1)
@@ -350,15 +353,14 @@ SHORT_PASS_ONE = (0.1, 0.25)
 
 def short_pass_one_schedules(study: Study, problem: str, lr: float, seed: int, num_steps: int) -> dict:
     from benchmarks import lm_candidates
-    from hf_linear_decay.core.shapes import resample_schedule
 
     out = {}
     for share in SHORT_PASS_ONE:
         job = dict(problem=problem, name=f"{REFERENCE}_short{round(100 * share)}", spec=baseline_spec(REFERENCE),
                    lr=lr, seed=seed, max_steps=round(share * num_steps), keep_schedule_file=True)
         record = _load_record(study, study.run([job])[0])
-        multipliers = lm_candidates.package_methods(record)["auto"]
-        out[f"auto_from_{round(100 * share)}pct"] = resample_schedule(multipliers, num_steps)
+        # The short pass 1's own schedule file: `linear_refined` resamples it to the run, as it does for a user.
+        out[f"auto_from_{round(100 * share)}pct"] = (record, lm_candidates.package_methods(record)["auto"])
     return out
 
 
