@@ -29,8 +29,8 @@ import time
 
 import torch
 from lm_data import packed_dataset, read_documents, train_tokenizer
-from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments,
-                          default_data_collator, set_seed)
+from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, PrinterCallback, Trainer,
+                          TrainingArguments, default_data_collator, set_seed)
 
 import hf_linear_decay
 from hf_linear_decay.core.describe import describe_schedule
@@ -74,11 +74,15 @@ def train_once(name, options, data, lr_scheduler_type, lr_scheduler_kwargs=None,
         use_cpu=True, seed=options.seed, data_seed=options.seed, disable_tqdm=True, dataloader_num_workers=0)
     trainer = Trainer(tiny_llama(tokenizer, options.block_size, options.seed), args, train_dataset=train_set,
                       eval_dataset=eval_set, data_collator=default_data_collator)
+    trainer.remove_callback(PrinterCallback)  # one line per run below; the logs are in trainer_state.json
     start = time.perf_counter()
     trainer.train()
     metrics = trainer.evaluate()
     trainer.save_state()  # trainer_state.json in the run folder, for `hf-linear-decay compare`
-    return {"name": name, "eval_loss": metrics["eval_loss"], "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    print(f"{name}: {options.max_steps} steps, final eval loss {metrics['eval_loss']:.4f} ({seconds:.0f} s)",
+          flush=True)
+    return {"name": name, "eval_loss": metrics["eval_loss"], "seconds": seconds}
 
 
 def main(argv=None):
@@ -97,6 +101,9 @@ def main(argv=None):
                                                              "demo"), help="tokenizer and packed blocks")
     options = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    import datasets
+
+    datasets.disable_progress_bars()  # the tokenising and packing of the first run: one line below says what it made
     data = corpus(options.cache_dir, options.vocab_size, options.block_size, options.eval_blocks, options.max_documents)
     print(f"data: {len(data[1]):,} training blocks of {options.block_size} tokens (BPE {options.vocab_size}, Python "
           f"standard library), {len(data[2]):,} held-out blocks; model: tiny Llama")

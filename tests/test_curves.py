@@ -82,3 +82,13 @@ def test_a_reference_eval_loss_of_zero_is_no_crash(tmp_path, capsys):
     write_state(tmp_path / "other", [1.0])
     assert main(["compare", str(tmp_path / "zero"), str(tmp_path / "other")]) == 0
     assert "| other | 10 | 2.0000 | 1.0000 | 1.0000 | - |" in capsys.readouterr().out
+
+
+def test_curves_a_plot_cannot_tell_apart_are_marked_too(tmp_path):
+    from hf_linear_decay.tools.curves import compare_figure
+
+    write_state(tmp_path / "a", [2.0])
+    write_state(tmp_path / "b", [2.0], lr0=0.1001)  # LRs 0.1% apart: the same line on a plot
+    write_state(tmp_path / "c", [2.0], lr0=0.2)
+    labels = [line.get_label() for line in compare_figure([read_run(str(tmp_path / n)) for n in "abc"]).axes[0].lines]
+    assert labels == ["a", "b (≈ a)", "c"]

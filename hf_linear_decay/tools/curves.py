@@ -11,6 +11,8 @@ import math
 import os
 import re
 
+import numpy as np
+
 from ..files.paths import check_readable_file
 
 __all__ = ["RunCurves", "compare_figure", "compare_table", "plot_runs", "read_run"]
@@ -93,9 +95,19 @@ PANELS = (("learning_rate", "learning rate"), ("loss", "train loss"), ("eval_los
 _REPEAT_STYLES = ((0, (5, 4)), (0, (1, 3)), (0, (3, 2, 1, 2)))
 
 
+def _close(first: list, second: list) -> bool:
+    """Two curves at the same steps that a plot cannot tell apart: within 0.5% of the range they span, everywhere."""
+    if len(first) != len(second) or [step for step, _ in first] != [step for step, _ in second]:
+        return False
+    a, b = (np.array([value for _, value in curve]) for curve in (first, second))
+    span = max(a.max(), b.max()) - min(a.min(), b.min())
+    return bool(np.all(np.abs(a - b) <= 0.005 * span)) if span > 0 else bool(np.all(a == b))
+
+
 def compare_figure(runs: list[RunCurves]):
     """Three panels (LR, train loss, eval loss) against the optimizer step, one line per run. A panel without data
-    says so; a curve identical to an earlier run's is drawn dashed over it and its legend says "= that run"."""
+    says so; a curve identical to an earlier run's (or within 0.5% of their span: a plot cannot tell them apart) is
+    drawn dashed over it and its legend says "= that run" (or "≈ that run")."""
     from .plot import pyplot
 
     figure, axes = pyplot().subplots(3, 1, figsize=(8, 9), sharex=True)
@@ -105,11 +117,12 @@ def compare_figure(runs: list[RunCurves]):
             if not run.curves[key]:
                 continue
             steps, values = zip(*run.curves[key])
-            same = next((name for name, curve in drawn if curve == run.curves[key]), None)
+            same = next(((name, "=" if curve == run.curves[key] else "≈") for name, curve in drawn
+                         if _close(curve, run.curves[key])), None)
             style = {"linestyle": _REPEAT_STYLES[len(drawn) % len(_REPEAT_STYLES)], "linewidth": 2.0} if same else {}
             axis.plot(steps, values, marker="o" if key == "eval_loss" and len(steps) < 30 else None, markersize=3,
-                      linewidth=style.pop("linewidth", 1.2), label=run.name + (f" (= {same})" if same else ""),
-                      **style)
+                      linewidth=style.pop("linewidth", 1.2),
+                      label=run.name + (f" ({same[1]} {same[0]})" if same else ""), **style)
             drawn.append((run.name, run.curves[key]))
         if not drawn:
             axis.text(0.5, 0.5, f"no {label} logged", ha="center", va="center", transform=axis.transAxes,
