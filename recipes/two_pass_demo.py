@@ -1,6 +1,6 @@
 """Two-pass demo on CPU: pass 1 records gradient norms under linear decay, pass 2 follows the refined schedule.
 
-    python recipes/two_pass_demo.py --output_dir demo_output           # about 4 minutes on 2 CPU cores
+    python recipes/two_pass_demo.py --output_dir demo_output           # about 5 minutes on 2 CPU cores
     python recipes/two_pass_demo.py --max_steps 1200 --output_dir demo_long
 
 LLM pretraining as our users run it, small enough for a laptop, no downloads:
