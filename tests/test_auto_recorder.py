@@ -216,7 +216,8 @@ def test_what_the_user_sees_on_stderr_with_no_logging_set_up(tmp_path):
     first = run("p1", {})
     path = tmp_path / "p1" / "refined_schedule.safetensors"
     assert len(first) == 1 and first[0].startswith(f"RefinementCallback: wrote {path} (6 steps, method auto, l1 norms")
-    assert f"hf-linear-decay inspect {path}" in first[0] and '"schedule_file"' in first[0]
+    assert f"hf-linear-decay inspect {path}" in first[0]
+    assert first[0].endswith("pass 1 already ran this schedule: keep its model rather than run it again")
     second = run("p2", {"schedule_file": str(path)})
     assert second == [f"linear_refined: following {path} (6 steps, method auto, l1 norms: identical to pass 1's "
                       "schedule)"]

@@ -292,3 +292,18 @@ def test_a_resume_whose_record_was_lost_stops_unless_told_to_go_on(make_args, tm
     record = load_record_file(tmp_path / "run" / "norm_record.safetensors")
     np.testing.assert_array_equal(record.skipped, [1, 1, 1, 1, 0, 0, 0, 0])  # unknown, and said to be
     assert not (tmp_path / "run" / "refined_schedule.safetensors").exists()  # 50% unknown: refused (25% rule)
+
+
+@pytest.mark.parametrize("method, says", [
+    ("paper", "follow it in pass 2: --lr_scheduler_kwargs '{\"schedule_file\": "),
+    ("guarded", "identical to pass 1's schedule"),
+])
+def test_end_of_pass_1_says_whether_a_second_run_is_worth_it(make_args, caplog, method, says):
+    """A refined schedule that differs gets the pass-2 flag; one that repeats pass 1's gets told not to pay twice."""
+    args = make_args(output_dir=make_args().output_dir + method)
+    with caplog.at_level("WARNING", logger="hf_linear_decay.trainer.callback"):
+        train(args, [RefinementCallback(method=method)])
+    [line] = [record.getMessage() for record in caplog.records if "RefinementCallback: wrote" in record.getMessage()]
+    assert says in line
+    repeats = "pass 1 already ran this schedule: keep its model rather than run it again"
+    assert (repeats in line) == (method == "guarded") and ("schedule_file" in line) == (method == "paper")

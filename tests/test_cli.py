@@ -250,3 +250,17 @@ def test_inspect_flags_the_shapes_that_fared_badly(tmp_path, capsys, norms, flag
     assert [flag["flag"] for flag in summary["flags"]] == flags, summary
     code, stdout, _ = run_cli(capsys, "inspect", path)
     assert [line.split(":")[1].strip() for line in stdout.splitlines() if line.startswith("warning:")] == flags
+
+
+def test_inspect_says_when_a_refined_schedule_repeats_pass_one(tmp_path, capsys):
+    """A WSD pass 1 refined by `auto` gives WSD back to within its discretisation: inspect says so."""
+    from hf_linear_decay.core.schedule import build_schedule
+    from hf_linear_decay.files.schedule_file import save_schedule_file
+    from tests.test_methods import lm_record
+
+    path = str(tmp_path / "wsd.safetensors")
+    save_schedule_file(build_schedule(lm_record(lr_shape="wsd")), path)
+    code, stdout, _ = run_cli(capsys, "inspect", path)
+    assert code == 0 and "vs pass 1's schedule: repeats it (a second run would be the first again); mean" in stdout
+    code, stdout, _ = run_cli(capsys, "inspect", path, "--json")
+    assert json.loads(stdout)["repeats_reference"] is True and json.loads(stdout)["equals_reference"] is False

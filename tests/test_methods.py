@@ -126,3 +126,72 @@ def test_guarded_says_when_it_keeps_pass_ones_schedule():
     explanation = build_schedule(gentle, RefinementSettings(method="guarded")).explanation
     assert explanation.startswith("kept pass 1's schedule: the l2 norm started")
     assert "a warm-up needs 100x" in explanation
+
+
+def lm_record(num_steps=200, warmup=10, rise=2.0, start=0.5, lr_shape="linear"):
+    """A pass 1 in the LM regime (AdamW, weight decay): the l1 norm dips to its minimum at 10% and then grows `rise`x
+    as the LR decays, as lm_study's pass 1 norms do; the LR is linear decay with warm-up (or WSD's 1-sqrt cooldown)."""
+    t = np.arange(num_steps)
+    if lr_shape == "linear":
+        lr = np.minimum(t / warmup, 1.0) * (num_steps - t) / (num_steps - warmup)
+    else:  # warmup_stable_decay, 1-sqrt cooldown over the last 20%
+        decay_start = num_steps - round(0.2 * num_steps)
+        lr = np.minimum(t / warmup, 1.0) * (1 - np.sqrt(np.clip((t - decay_start) / (num_steps - decay_start), 0, 1)))
+    minimum = num_steps // 10
+    growth = 1 + (rise - 1) * (t - minimum) / (num_steps - minimum)
+    norms = np.where(t < minimum, start + (1 - start) * t / minimum, growth)
+    return NormRecord.from_columns({"grad_norm_l1": norms * 100, "lr": np.maximum(lr, 1e-6) * 1e-3},
+                                   run=RunInfo(optimizer="AdamW"))
+
+
+def test_auto_gives_a_wsd_cooldown_where_the_norm_rises_as_the_lr_decays():
+    schedule = build_schedule(lm_record(), RefinementSettings(method="auto"))
+    multipliers = schedule.multipliers
+    np.testing.assert_allclose(multipliers[:10], np.arange(10) / 10)  # pass 1's warm-up, kept
+    np.testing.assert_array_equal(multipliers[10:160], 1.0)  # the peak held until the last 20%
+    progress = (np.arange(160, 200) - 160) / 39
+    np.testing.assert_allclose(multipliers[160:199], (1 - np.sqrt(progress))[:-1])  # Hägele et al.'s 1-sqrt
+    assert multipliers[-1] == 0.0
+    assert "the l1 norm rose 1.97x from 10% of the run to its end" in schedule.explanation  # smoothed 2x rise
+    assert "1-sqrt cooldown over the last 20%" in schedule.explanation
+
+
+def test_cooldown_options_set_the_anneals_length_and_shape():
+    settings = RefinementSettings(method="cooldown", options={"fraction": 0.5, "shape": "linear"})
+    multipliers = build_schedule(lm_record(), settings).multipliers
+    np.testing.assert_array_equal(multipliers[10:100], 1.0)
+    np.testing.assert_allclose(multipliers[100:], 1 - (np.arange(100, 200) - 100) / 99)
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"rise": 1.25}, "rises too little (RISE_UNDER_DECAY is 1.3)"),
+    ({"start": 40.0}, "starts steeply: guarded's regime"),
+    ({"rise": 0.5}, "falls, as on the convex suite"),
+])
+def test_auto_keeps_guarded_outside_the_lm_regime(change, why):
+    source = lm_record(**change)
+    auto = build_schedule(source, RefinementSettings(method="auto"))
+    guarded = build_schedule(source, RefinementSettings(method="guarded"))
+    np.testing.assert_array_equal(auto.multipliers, guarded.multipliers, err_msg=why)
+    assert auto.explanation.startswith("the norms do not rise as the LR decays") or change.get("start")
+
+
+def test_auto_keeps_pass_ones_schedule_when_pass_one_never_decayed():
+    constant = NormRecord.from_columns({"grad_norm_l1": np.linspace(50.0, 120.0, 100), "lr": np.full(100, 1e-3)},
+                                       run=RunInfo(optimizer="AdamW"))  # rising norm, but at a constant LR
+    multipliers = build_schedule(constant, RefinementSettings(method="auto")).multipliers
+    np.testing.assert_array_equal(multipliers[:-1], 1.0)
+
+
+def test_a_schedule_that_repeats_pass_one_says_so():
+    """`auto` on the record of a WSD run gives WSD back (off by the discretisation only): the user must read that a
+    second run would repeat the first, not a neutral 'area 1.00x'."""
+    from hf_linear_decay.core.describe import compare_with_pass_one, describe_schedule
+
+    schedule = build_schedule(lm_record(lr_shape="wsd"), RefinementSettings(method="auto"))
+    comparison = compare_with_pass_one(schedule)
+    assert comparison.repeats and not comparison.equal and 0 < comparison.largest_difference <= 0.02
+    assert "a second run would repeat the first" in describe_schedule(schedule)
+    differs = build_schedule(lm_record(), RefinementSettings(method="auto"))  # from linear decay: a new schedule
+    assert not compare_with_pass_one(differs).repeats
+    assert "area 1." in describe_schedule(differs) and "repeat" not in describe_schedule(differs)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EQUAL_WITHIN", "Comparison", "compare_with_pass_one", "describe_schedule", "reference_shape"]
+__all__ = ["EQUAL_WITHIN", "REPEATS_WITHIN", "Comparison", "compare_with_pass_one", "describe_schedule",
+           "next_step", "reference_shape"]
 
 #: Largest difference in any multiplier (the last step excluded) for two schedules to count as the same.
 EQUAL_WITHIN = 1e-6
+#: Largest difference for a schedule to count as a repeat of pass 1's: a second run that follows it is pass 1 again
+#: (e.g. `auto` on the record of a WSD run gives WSD back, off by its discretisation only).
+REPEATS_WITHIN = 0.02
 
 
 def reference_shape(record, num_steps: int) -> tuple[np.ndarray, str]:
@@ -26,13 +30,16 @@ def reference_shape(record, num_steps: int) -> tuple[np.ndarray, str]:
 
 
 class Comparison:
-    """A schedule against its reference: `equal`, area ratio, second-half ratio, and the reference's label."""
+    """A schedule against its reference: `equal`, `repeats` (within `REPEATS_WITHIN`), area ratio, second-half
+    ratio, and the reference's label."""
 
     def __init__(self, multipliers: np.ndarray, reference: np.ndarray, label: str):
         self.label = label
         self.reference = reference
         body = slice(0, max(1, multipliers.size - 1))
-        self.equal = bool(np.max(np.abs(multipliers[body] - reference[body])) <= EQUAL_WITHIN)
+        self.largest_difference = float(np.max(np.abs(multipliers[body] - reference[body])))
+        self.equal = self.largest_difference <= EQUAL_WITHIN
+        self.repeats = self.largest_difference <= REPEATS_WITHIN
         self.area_ratio = float(multipliers.sum() / reference.sum())
         half = multipliers.size // 2
         self.second_half_ratio = float(multipliers[half:].sum() / max(reference[half:].sum(), 1e-300))
@@ -40,6 +47,9 @@ class Comparison:
     def phrase(self) -> str:
         if self.equal:
             return f"identical to {self.label}"
+        if self.repeats:
+            return (f"within {self.largest_difference:.2g} of {self.label} at every step: a second run would repeat "
+                    "the first")
         trend = ("anneals faster than" if self.second_half_ratio < 0.95 else
                  "stays higher late than" if self.second_half_ratio > 1.05 else "ends like")
         return f"area {self.area_ratio:.2f}× {self.label}'s; {trend} it in the second half"
@@ -57,6 +67,14 @@ def describe_schedule(schedule) -> str:
     peak = int(np.argmax(multipliers))
     comparison = compare_with_pass_one(schedule)
     text = f"{schedule.num_steps} steps, method {schedule.method}, {schedule.norm} norms: {comparison.phrase()}"
-    if not comparison.equal:
+    if not comparison.repeats:
         text += f", peak at step {peak} ({100 * peak / max(1, schedule.num_steps - 1):.0f}%)"
     return text
+
+
+def next_step(schedule, path: str) -> str:
+    """What to do with the schedule file at `path`: follow it in pass 2, or, when it repeats pass 1's schedule, keep
+    pass 1's model (said before the user pays for the same run twice)."""
+    if compare_with_pass_one(schedule).repeats:
+        return "pass 1 already ran this schedule: keep its model rather than run it again"
+    return f"follow it in pass 2: --lr_scheduler_kwargs '{{\"schedule_file\": \"{path}\"}}'"

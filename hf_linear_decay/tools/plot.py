@@ -100,10 +100,11 @@ def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) 
     top.legend(loc="best", fontsize=8)
     top.grid(alpha=0.3)
     comparison = compare_with_pass_one(schedule)
-    refined = f"refined ({schedule.method}{', equals ' + comparison.label if comparison.equal else ''})"
+    same = ", equals " if comparison.equal else ", repeats " if comparison.repeats else ""
+    refined = f"refined ({schedule.method}{same + comparison.label if same else ''})"
     _draw(bottom, comparison.reference, comparison.label, color="black", linestyle="--", linewidth=1)
     _draw(bottom, schedule.multipliers, refined, color="tab:green", linewidth=2.0,
-          **({"linestyle": (0, (4, 3))} if comparison.equal else {}))  # dashed over the reference when they match
+          **({"linestyle": (0, (4, 3))} if comparison.repeats else {}))  # dashed over the reference when they match
     _draw(bottom, cosine_decay(schedule.num_steps), "cosine", color="tab:orange", linestyle=":", linewidth=1.3)
     bottom.set_xlabel("optimizer step")
     bottom.set_ylabel("LR multiplier (peak = 1)")

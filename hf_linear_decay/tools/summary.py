@@ -69,6 +69,7 @@ def summarize_schedule(schedule: RefinedSchedule) -> dict:
         "warmup_fraction": warmup_steps / (num_steps - 1),
         "reference": comparison.label,
         "equals_reference": comparison.equal,
+        "repeats_reference": comparison.repeats,
         "mean_minus_reference": float(difference.mean()),
         "max_above_reference": float(difference[above]),
         "max_above_reference_step": above,
@@ -111,6 +112,7 @@ def format_summary(summary: dict) -> str:
         f"({100 * summary['warmup_fraction']:.1f}%)",
         f"vs {summary['reference']}: " + (
             "equals it" if summary["equals_reference"] else
+            "repeats it (a second run would be the first again); " * summary["repeats_reference"] +
             f"mean {summary['mean_minus_reference']:+.4f}; area ratio {summary['area_ratio_to_reference']:.3f}; max "
             f"above {summary['max_above_reference']:+.4f} at step {summary['max_above_reference_step']}; max below "
             f"{summary['max_below_reference']:+.4f} at step {summary['max_below_reference_step']}"),

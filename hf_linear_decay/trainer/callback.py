@@ -17,7 +17,7 @@ from ..core.norms import NORM_TYPES
 from ..core.record import NormRecord
 from ..core.refine import DEFAULT_TAU
 from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
-from ..core.describe import describe_schedule
+from ..core.describe import describe_schedule, next_step
 from ..files.atomic import remove_stale_temporaries_of_run
 from ..files.checkpoint_record import pointer_attributes, resumed_record
 from .binding import (bind_trainer, checkpoint_being_saved, find_trainer, other_recorders, run_info, watch_zero_step,
@@ -228,9 +228,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
             schedule = self.write_schedule_file(path)
             if schedule is not None:  # what users must see, once, at the level transformers shows by default
                 explanation = f"; {schedule.explanation}" if schedule.explanation else ""
-                logger.warning("RefinementCallback: wrote %s (%s%s). Look at it: hf-linear-decay inspect %s ; follow "
-                               "it in pass 2: --lr_scheduler_kwargs '{\"schedule_file\": \"%s\"}'", path,
-                               describe_schedule(schedule), explanation, path, path)
+                logger.warning("RefinementCallback: wrote %s (%s%s). Look at it: hf-linear-decay inspect %s ; %s",
+                               path, describe_schedule(schedule), explanation, path, next_step(schedule, path))
         # The Trainer refreshes callback states only at checkpoints; `trainer.save_state()` after training (as
         # transformers' example scripts call it) must point at the record file just written, not at a stale one.
         if isinstance(state.stateful_callbacks, dict):
