@@ -18,6 +18,10 @@ import numpy as np
 from benchmarks.study_report import PRACTICAL_MARGIN, paired
 
 REFERENCE = "linear_warmup"
+#: The LM problem whose pass 1 set the default's thresholds (`benchmarks/rule_signals.py` names the convex ones);
+#: every other problem is a held-out check of the rule.
+CALIBRATION_PROBLEMS = ("python_tiny",)
+RUN_COLUMNS = ("problem", "name", "lr", "seed", "eval_loss", "seconds", "parameters", "tokens", "key")
 BASELINE_NAMES = ("cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20")
 
 
@@ -88,11 +92,13 @@ def write_report(out_dir: str, default: str | None = None) -> str:
     for problem, summary in summaries.items():
         facts = problem_facts(out_dir, problem)
         seconds += sum(result.get("seconds", 0.0) for result in summary.values())
+        role = "set the default's thresholds" if problem in CALIBRATION_PROBLEMS else "held out from the default"
         if facts:
-            lines.append(f"## {problem}: {facts['parameters'] / 1e6:.2f}M parameters, {facts['tokens'] / 1e6:.2f}M "
-                         f"tokens, {facts['tokens_per_parameter']:.1f} tokens per parameter")
+            lines.append(f"## {problem} ({role}): {facts['parameters'] / 1e6:.2f}M parameters, "
+                         f"{facts['tokens'] / 1e6:.2f}M tokens, {facts['tokens_per_parameter']:.1f} tokens per "
+                         "parameter")
         else:
-            lines.append(f"## {problem}")
+            lines.append(f"## {problem} ({role})")
         lines += [""] + table(summary) + ["", f"Default (`{default}`):"] + targets(summary, default) + [""]
         profile = summary[REFERENCE].get("norm_profile")
         if profile:
@@ -112,7 +118,26 @@ def write_report(out_dir: str, default: str | None = None) -> str:
         handle.write(text)
     if summaries:
         _plot(summaries, os.path.join(out_dir, "lm_study.png"))
+    write_runs_csv(out_dir)
     return text
+
+
+def write_runs_csv(out_dir: str) -> int:
+    """Every cached run, one row each, as `runs.csv` beside the report (atomically); returns the row count."""
+    import csv
+
+    rows = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "runs", "*", "*.json"))):
+        with open(path) as handle:
+            run = json.load(handle)
+        rows.append([run.get(column) for column in RUN_COLUMNS])
+    target = os.path.join(out_dir, "runs.csv")
+    with open(target + ".tmp", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(RUN_COLUMNS)
+        writer.writerows(rows)
+    os.replace(target + ".tmp", target)
+    return len(rows)
 
 
 def cheaper_runs(summary: dict, default: str) -> list[str]:

@@ -48,5 +48,10 @@ def test_lm_study_smoke_runs_the_whole_pipeline_and_reuses_its_cache(tmp_path):
     assert all(json.load(open(run))["eval_loss"] > 0 for run in runs)
     text = (tmp_path / "results.md").read_text()
     assert "| auto |" in text and "Default (`auto`):" in text and (tmp_path / "lm_study.png").is_file()
+    assert "## smoke (held out from the default)" in text
+    with open(tmp_path / "runs.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == len(runs) and {row["name"] for row in table} >= {"linear_warmup", "auto", "paper"}
+    assert all(float(row["eval_loss"]) > 0 and row["problem"] == "smoke" for row in table)
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert again.returncode == 0 and ": eval loss " not in again.stdout  # every run came from the cache
