@@ -1,8 +1,10 @@
 """Candidate refinements measured by the LM study beside the package's methods: ideas to measure, not to assume.
 
-Each candidate is a function of what a pass 1 records (its `NormRecord`: the norms, the learning rates) and, for
-the stable-phase candidates, of a WSD run's record (its norms at constant LR). The package's own methods come from
-`build_schedule`, exactly as `hf-linear-decay refine --method M` makes them. Shapes are multipliers, peak 1, last 0.
+Each candidate (the paper on LR-corrected norms, a half blend with pass 1's schedule, the WSD shape fitted to the
+paper's, the paper on a stable phase's norms) is a function of what a pass 1 records (its `NormRecord`: the norms,
+the learning rates) and, for the stable-phase candidate, of a WSD run's record (its norms at constant LR). The
+package's own methods come from `build_schedule`, exactly as `hf-linear-decay refine --method M` makes them. Shapes
+are multipliers, peak 1, last 0.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ def candidates(pass_one, stable_run=None) -> dict[str, np.ndarray]:
     correction = np.sqrt(np.maximum(lr / lr.max(), 0.1))
     corrected, _ = fill_invalid_norms(pass_one.norms("l1") * correction, pass_one.skipped)
     out["paper_lr_corrected"] = multipliers_from_smoothed_norms(median_filter_norms(corrected, 0.1), 1.0)
+    # The paper's shape, made milder: half of it plus half of pass 1's own schedule (the convex study's blend).
+    paper = build_schedule(pass_one, RefinementSettings(method="paper"), force=True).multipliers
+    own = pass_one.lr / pass_one.lr.max()
+    blend = 0.5 * paper + 0.5 * own
+    blend[-1] = 0.0
+    out["paper_half_linear"] = blend / blend.max()
+    # The warm-up / stable / anneal family fitted to the paper's shape (least squares over the cooldown's share and
+    # kind, pass 1's warm-up kept): what the refinement says about *when* to anneal, without its noise.
+    out["wsd_fit_to_paper"] = fitted_wsd(pass_one, paper)
     if stable_run is not None:
         # The paper's formula on the norms of a WSD run before its cooldown (warm-up, then constant LR: no
         # decay-induced rise), stretched to the run by progress.
@@ -41,6 +52,16 @@ def candidates(pass_one, stable_run=None) -> dict[str, np.ndarray]:
         shape = multipliers_from_smoothed_norms(median_filter_norms(resample_schedule(norms, len(pass_one)), 0.1), 1.0)
         out["paper_stable_phase"] = shape
     return out
+
+
+def fitted_wsd(pass_one, target: np.ndarray) -> np.ndarray:
+    """The package's `cooldown` shape (pass 1's warm-up, the peak held, a cooldown over 5%..95% of the run in 5%
+    steps, linear or 1-sqrt) closest to `target` in least squares."""
+    shapes = [build_schedule(pass_one, RefinementSettings(method="cooldown", options={"fraction": float(fraction),
+                                                                                      "shape": kind}),
+                             force=True).multipliers
+              for fraction in np.arange(0.05, 0.951, 0.05) for kind in ("linear", "1-sqrt")]
+    return min(shapes, key=lambda shape: float(np.sum((shape - target) ** 2)))
 
 
 def profile_of(record) -> dict:

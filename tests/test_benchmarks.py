@@ -41,7 +41,8 @@ def test_lm_study_smoke_runs_the_whole_pipeline_and_reuses_its_cache(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.load(open(tmp_path / "summary_smoke.json"))
     for name in ("linear_warmup", "cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_sqrt_20", "auto", "paper",
-                 "guarded", "paper_lr_corrected", "paper_stable_phase", "auto_from_10pct", "auto_from_25pct"):
+                 "guarded", "paper_lr_corrected", "paper_stable_phase", "paper_half_linear", "wsd_fit_to_paper",
+                 "auto_from_10pct", "auto_from_25pct"):
         assert len(summary[name]["per_seed"]) == 2 and summary[name]["best_lr"] > 0, name
     assert summary["auto"]["refined"] and "rises_under_decay" in summary["linear_warmup"]["norm_profile"]
     runs = sorted((tmp_path / "runs" / "smoke").iterdir())
