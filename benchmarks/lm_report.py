@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from benchmarks.study_report import PRACTICAL_MARGIN, paired
+from benchmarks.study_report import PRACTICAL_MARGIN, paired, paired_pvalue
 
 REFERENCE = "linear_warmup"
 #: The LM problem whose pass 1 set the default's thresholds (`benchmarks/rule_signals.py` names the convex ones);
@@ -45,8 +45,8 @@ def problem_facts(out_dir: str, problem: str) -> dict:
 
 def table(summary: dict) -> list[str]:
     reference = summary[REFERENCE]["per_seed"]
-    lines = ["| schedule | best peak LR | grid | final eval loss (mean, seeds) | vs reference | seed range | verdict "
-             "| area vs pass 1 |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| schedule | best peak LR | grid | final eval loss (mean, seeds) | vs reference | seed range | paired p "
+             "| verdict | area vs pass 1 |", "|---|---|---|---|---|---|---|---|---|"]
     for name, result in summary.items():
         per_seed = np.asarray(result["per_seed"], dtype=float)
         if name == REFERENCE:
@@ -54,12 +54,15 @@ def table(summary: dict) -> list[str]:
         else:
             ratio, low, high, verdict = paired(per_seed, reference)
         mark = {"win": "**", "loss": "_"}.get(verdict, "")
+        p = paired_pvalue(per_seed, reference) if name != REFERENCE else float("nan")
+        pvalue = "-" if not np.isfinite(p) else f"{p:.3f}"
         edge = " (edge)" if result.get("edge") else ""
         grid = ", ".join(f"{lr:g}" for lr in result["grid"])
         area = f"{result['area']:.2f}" if "area" in result else "-"
         lines.append(f"| {name} | {result['best_lr']:g}{edge} | {grid} | {per_seed.mean():.4f} "
                      f"({', '.join(f'{x:.4f}' for x in per_seed)}) "
-                     f"| {mark}{100 * (ratio - 1):+.2f}%{mark} | {low:.3f}-{high:.3f} | {verdict} | {area} |")
+                     f"| {mark}{100 * (ratio - 1):+.2f}%{mark} | {low:.3f}-{high:.3f} | {pvalue} | {verdict} "
+                     f"| {area} |")
     return lines
 
 
@@ -157,9 +160,14 @@ def cheaper_runs(summary: dict, default: str) -> list[str]:
     return lines
 
 
+def all_names(summaries: dict) -> list[str]:
+    """Every schedule of any problem, in the order they first appear (problems measure different candidates)."""
+    return list(dict.fromkeys(name for summary in summaries.values() for name in summary))
+
+
 def overview(summaries: dict) -> str:
     """One table over the problems (the README's): each schedule's ratio to the reference, with the verdict."""
-    names = list(dict.fromkeys(name for summary in summaries.values() for name in summary))
+    names = all_names(summaries)
     lines = ["| schedule | " + " | ".join(summaries) + " |", "|---" * (len(summaries) + 1) + "|"]
     for name in names:
         cells = []
@@ -183,17 +191,22 @@ def _plot(summaries: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [name for name in next(iter(summaries.values())) if name != REFERENCE]
+    names = [name for name in all_names(summaries) if name != REFERENCE]
     figure, axis = plt.subplots(figsize=(max(8, 0.8 * len(names) + 3), 4.5))
     width = 0.8 / len(summaries)
     for index, (problem, summary) in enumerate(summaries.items()):
-        reference = np.mean(summary[REFERENCE]["per_seed"])
-        ratios = [np.mean(summary[name]["per_seed"]) / reference - 1 if name in summary else np.nan for name in names]
-        axis.bar(np.arange(len(names)) + index * width, 100 * np.asarray(ratios), width, label=problem)
+        reference = summary[REFERENCE]["per_seed"]
+        # the bar: the mean over the reference's mean; the whisker: the per-seed (paired) ratios' range
+        cells = [paired(summary[name]["per_seed"], reference)[:3] if name in summary else (np.nan,) * 3
+                 for name in names]
+        ratio, low, high = (100 * (np.asarray(column, dtype=float) - 1) for column in zip(*cells))
+        axis.bar(np.arange(len(names)) + index * width, ratio, width, label=problem,
+                 yerr=np.vstack([ratio - low, high - ratio]).clip(0), capsize=2, error_kw={"linewidth": 0.8})
     axis.axhline(0.0, color="black", linewidth=1)
     axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=35, ha="right", fontsize=8)
     axis.set_ylabel("final eval loss vs linear + warm-up (%)")
-    axis.set_title("LM study: below 0 = better than linear decay with warm-up (each at its best LR)")
+    axis.set_title("LM study: below 0 = better than linear decay with warm-up (each at its best LR; whiskers: the "
+                   "seeds' range)")
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

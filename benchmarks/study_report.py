@@ -20,8 +20,6 @@ def paired(per_seed, baseline):
     and the means differ by more than `PRACTICAL_MARGIN`, else tie. The test is Wilcoxon's signed-rank test on the
     per-seed log-ratios from 6 seeds on; below that it cannot reach p < 0.05, and a one-sample t-test on the
     log-ratios is used instead."""
-    from scipy.stats import ttest_1samp, wilcoxon
-
     per_seed, baseline = np.asarray(per_seed), np.asarray(baseline)
     ratio = per_seed.mean() / baseline.mean()
     with np.errstate(all="ignore"):
@@ -32,9 +30,21 @@ def paired(per_seed, baseline):
     elif abs(ratio - 1) <= PRACTICAL_MARGIN or np.allclose(logs, 0):
         verdict = "tie"
     else:
-        p = wilcoxon(logs).pvalue if len(logs) >= 6 else ttest_1samp(logs, 0.0).pvalue
+        p = paired_pvalue(per_seed, baseline)
         verdict = "tie" if p >= 0.05 else ("win" if ratio < 1 else "loss")
     return float(ratio), float(np.min(seed_ratios)), float(np.max(seed_ratios)), verdict
+
+
+def paired_pvalue(per_seed, baseline) -> float:
+    """The p-value of `paired`'s test (Wilcoxon from 6 seeds on, else a one-sample t-test on the log-ratios); nan when
+    the ratios are all 1 or not finite."""
+    from scipy.stats import ttest_1samp, wilcoxon
+
+    with np.errstate(all="ignore"):
+        logs = np.log(np.asarray(per_seed, dtype=float) / np.asarray(baseline, dtype=float))
+    if not np.isfinite(logs).all() or np.allclose(logs, 0):
+        return float("nan")
+    return float(wilcoxon(logs).pvalue if len(logs) >= 6 else ttest_1samp(logs, 0.0).pvalue)
 
 
 def report(summary, out_dir, reference="linear", metric="suboptimality"):
