@@ -191,7 +191,7 @@ def test_a_schedule_that_repeats_pass_one_says_so():
     schedule = build_schedule(lm_record(lr_shape="wsd"), RefinementSettings(method="auto"))
     comparison = compare_with_pass_one(schedule)
     assert comparison.repeats and not comparison.equal and 0 < comparison.largest_difference <= 0.02
-    assert "a second run would repeat the first" in describe_schedule(schedule)
+    assert "of pass 1's schedule at every step: a run that follows it repeats pass 1" in describe_schedule(schedule)
     differs = build_schedule(lm_record(), RefinementSettings(method="auto"))  # from linear decay: a new schedule
     assert not compare_with_pass_one(differs).repeats
     assert "area 1." in describe_schedule(differs) and "repeat" not in describe_schedule(differs)

@@ -48,8 +48,8 @@ class Comparison:
         if self.equal:
             return f"identical to {self.label}"
         if self.repeats:
-            return (f"within {self.largest_difference:.2g} of {self.label} at every step: a second run would repeat "
-                    "the first")
+            return (f"within {self.largest_difference:.2g} of {self.label} at every step: a run that follows it "
+                    "repeats pass 1")
         trend = ("anneals faster than" if self.second_half_ratio < 0.95 else
                  "stays higher late than" if self.second_half_ratio > 1.05 else "ends like")
         return f"area {self.area_ratio:.2f}× {self.label}'s; {trend} it in the second half"
