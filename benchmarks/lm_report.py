@@ -26,11 +26,16 @@ BASELINE_NAMES = ("cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_line
 
 
 def load_summaries(out_dir: str) -> dict:
+    """Every problem's summary, in the study's order (then any other problem by name)."""
+    from benchmarks.lm_study import PROBLEMS
+
     summaries = {}
     for path in sorted(glob.glob(os.path.join(out_dir, "summary_*.json"))):
         with open(path) as handle:
             summaries[os.path.basename(path)[len("summary_"):-len(".json")]] = json.load(handle)
-    return summaries
+    order = list(PROBLEMS)
+    return dict(sorted(summaries.items(), key=lambda item: (order.index(item[0]) if item[0] in order else len(order),
+                                                          item[0])))
 
 
 def problem_facts(out_dir: str, problem: str) -> dict:
@@ -55,7 +60,8 @@ def table(summary: dict) -> list[str]:
             ratio, low, high, verdict = paired(per_seed, reference)
         mark = {"win": "**", "loss": "_"}.get(verdict, "")
         p = paired_pvalue(per_seed, reference) if name != REFERENCE else float("nan")
-        pvalue = "-" if not np.isfinite(p) else f"{p:.3f}"
+        same = np.max(np.abs(per_seed / np.asarray(reference) - 1)) < 1e-4  # the reference's runs again, to float noise
+        pvalue = "- (= reference)" if name != REFERENCE and same else "-" if not np.isfinite(p) else f"{p:.3f}"
         edge = " (edge)" if result.get("edge") else ""
         grid = ", ".join(f"{lr:g}" for lr in result["grid"])
         area = f"{result['area']:.2f}" if "area" in result else "-"
