@@ -52,6 +52,33 @@ def lm_rows(lm_dir: str):
         yield f"{problem} (AdamW, LM)", problem, profile(load_schedule_file(path).record)
 
 
+def stable_phase_rise(record) -> tuple[float, float]:
+    """(minimum's fraction of the run, the smoothed l1 norm at the end of the constant-LR phase over that minimum)
+    for a WSD run's record: whether the norm rises without any LR decay."""
+    import numpy as np
+
+    from hf_linear_decay.core.refine import fill_invalid_norms, median_filter_norms
+
+    norms, _ = fill_invalid_norms(record.norms("l1"), record.skipped)
+    smoothed = median_filter_norms(norms, 0.1)
+    stable_end = int(np.flatnonzero(record.lr >= 0.999 * record.lr.max())[-1])  # last step at the peak LR
+    skip = len(smoothed) // 10
+    minimum = skip + int(np.argmin(smoothed[skip:stable_end + 1]))
+    return minimum / (len(smoothed) - 1), float(smoothed[stable_end] / smoothed[minimum])
+
+
+def stable_rows(lm_dir: str):
+    from hf_linear_decay.files.schedule_file import load_schedule_file
+
+    for name in sorted(os.listdir(lm_dir)):
+        if name.startswith("summary_") and name.endswith(".json"):
+            problem = name[len("summary_"):-len(".json")]
+            lr = json.load(open(os.path.join(lm_dir, name))).get("wsd_sqrt_20", {}).get("best_lr")
+            path = os.path.join(lm_dir, "pass1", problem, f"wsd_sqrt_20_lr{lr:g}_s0.safetensors") if lr else ""
+            if os.path.isfile(path):
+                yield problem, lr, *stable_phase_rise(load_schedule_file(path).record)
+
+
 def main():
     from hf_linear_decay.core.refinements import CALM_START, RISE_UNDER_DECAY
 
@@ -69,6 +96,12 @@ def main():
         used = "yes" if problem in CALIBRATION else "no (held out)"
         lines.append(f"| {label} | {used} | {found.start:.2f} | {found.rise:.2f} | {100 * found.minimum_at:.0f}% | "
                      f"{found.lr_end:.3f} | {'cooldown' if found.rises_under_decay else 'guarded'} |")
+    lines += ["", "The norm at a constant LR: WSD (1-sqrt, 20%) runs at their best LR, seed 0, recorded by "
+              "`RefinementCallback`; the smoothed l1 norm at the last step of the stable phase over its minimum after "
+              "the first 10%:", "", "| LM problem | WSD peak LR | minimum at | stable-phase end / minimum |",
+              "|---|---|---|---|"]
+    for problem, lr, minimum_at, rise in stable_rows(os.path.join(HERE, "results", "lm_study")):
+        lines.append(f"| {problem} | {lr:g} | {100 * minimum_at:.0f}% | {rise:.2f} |")
     text = "\n".join(lines) + "\n"
     with open(os.path.join(HERE, "results", "rule_signals.md"), "w") as handle:
         handle.write(text)
