@@ -29,9 +29,9 @@ SHAPE_FLAGS = (
      "convex suite all 12 such schedules ended worse than linear decay (1.03-1.71x). (Where the norms rose, as on the "
      "LM study's problems, the cooldown shape that stays high late won: this flag is not raised there.)"),
     ("fast anneal", lambda s: s["second_half_ratio_to_linear"] < 0.7,
-     "its second half lies well below linear decay's (norms that rise late, weight decay x LR decay, cut the late "
-     "LR): the paper's schedule did so on all 3 problems of the LM study and ended 7.1%, 1.2% (a tie) and 9.5% worse "
-     "than linear decay there (each at its best LR; benchmarks/results/lm_study/results.md)"),
+     "its second half lies well below linear decay's (norms that rise late, as an LM's do under weight decay, cut "
+     "the late LR): the paper's schedule did so on all 3 problems of the LM study and ended 7.1%, 1.2% (a tie) and "
+     "9.5% worse than linear decay there (each at its best LR; benchmarks/results/lm_study/results.md)"),
     ("non-monotone", lambda s: s["largest_rise_after_peak"] > 0.1,
      "rises again by over 0.1 after its peak: in the convex suite 7 of the 9 such schedules ended worse (1.10-1.71x); "
      "humps follow bumps in the recorded norms; try a larger tau"),
