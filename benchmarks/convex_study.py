@@ -178,11 +178,16 @@ def main(argv=None):
         with open(os.path.join(options.out_dir, "runs.csv"), "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["problem", "optimizer", "schedule", "lr", "seed", "suboptimality"])
-            writer.writerows(rows)
+            writer.writerows(csv_row(row) for row in rows)
         with open(os.path.join(options.out_dir, "summary.json"), "w") as handle:
             json.dump(summary, handle, indent=1)
         print(report(summary, options.out_dir))
     print(f"\n{time.perf_counter() - start:.0f} s; results in {options.out_dir}")
+
+
+def csv_row(row) -> list:
+    """A run's row with its floats at 7 significant digits (the file stays under 5 MB; the summary uses full ones)."""
+    return [f"{value:.7g}" if isinstance(value, float) else value for value in row]
 
 
 if __name__ == "__main__":
