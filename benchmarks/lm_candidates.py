@@ -47,11 +47,16 @@ def candidates(pass_one, stable_run=None) -> dict[str, np.ndarray]:
         # The paper's formula on the norms of a WSD run before its cooldown (warm-up, then constant LR: no
         # decay-induced rise), stretched to the run by progress.
         stable_lr = stable_run.lr
-        stable_end = int(np.flatnonzero(stable_lr >= 0.999 * stable_lr.max())[-1])  # warm-up and stable phase
+        stable_end = stable_phase_end(stable_lr)  # warm-up and stable phase
         norms, _ = fill_invalid_norms(stable_run.norms("l1")[: stable_end + 1])
         shape = multipliers_from_smoothed_norms(median_filter_norms(resample_schedule(norms, len(pass_one)), 0.1), 1.0)
         out["paper_stable_phase"] = shape
     return out
+
+
+def stable_phase_end(lr: np.ndarray) -> int:
+    """The last step of a WSD run at its peak LR (the end of its stable phase, before the cooldown)."""
+    return int(np.flatnonzero(lr >= 0.999 * lr.max())[-1])
 
 
 def fitted_wsd(pass_one, target: np.ndarray) -> np.ndarray:

@@ -160,10 +160,16 @@ def cheaper_runs(summary: dict, default: str) -> list[str]:
     lines = ["| run | cost (runs) | how | vs reference |", "|---|---|---|---|"]
     for name, cost, how in rows:
         if name in summary:
-            ratio, low, high, verdict = paired(summary[name]["per_seed"], summary[REFERENCE]["per_seed"])
-            lines.append(f"| {name} | {cost:.2f} | {how} | {100 * (ratio - 1):+.2f}% ({low:.3f}-{high:.3f}, "
-                         f"{verdict}) |")
+            lines.append(f"| {name} | {cost:.2f} | {how} | "
+                         f"{verdict_cell(summary[name]['per_seed'], summary[REFERENCE]['per_seed'], 2, marks=False)} |")
     return lines
+
+
+def verdict_cell(per_seed, reference, digits: int, marks: bool = True) -> str:
+    """`+x.x% (low-high, verdict)` of a schedule against the reference (`paired`), win bold and loss italic."""
+    ratio, low, high, verdict = paired(per_seed, reference)
+    mark = {"win": "**", "loss": "_"}.get(verdict, "") if marks else ""
+    return f"{mark}{100 * (ratio - 1):+.{digits}f}%{mark} ({low:.3f}-{high:.3f}, {verdict})"
 
 
 def all_names(summaries: dict) -> list[str]:
@@ -184,9 +190,7 @@ def overview(summaries: dict) -> str:
             if name == REFERENCE:
                 cells.append(f"{np.mean(summary[name]['per_seed']):.4f} (reference)")
                 continue
-            ratio, low, high, verdict = paired(summary[name]["per_seed"], summary[REFERENCE]["per_seed"])
-            mark = {"win": "**", "loss": "_"}.get(verdict, "")
-            cells.append(f"{mark}{100 * (ratio - 1):+.1f}%{mark} ({low:.3f}-{high:.3f}, {verdict})")
+            cells.append(verdict_cell(summary[name]["per_seed"], summary[REFERENCE]["per_seed"], 1))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -39,17 +39,22 @@ def convex_rows(data_dir: str, summary: dict):
             yield f"{problem} ({optimizer})", problem, profile(record, OPTIMIZER_NORM[optimizer])
 
 
-def lm_rows(lm_dir: str):
+def pass_one_records(lm_dir: str, name: str):
+    """`(problem, best LR, record)` of each LM problem's seed-0 run of schedule `name` at its best LR, where the study
+    kept its record (the reference always; `wsd_sqrt_20` too)."""
+    from benchmarks.lm_report import load_summaries
     from hf_linear_decay.files.schedule_file import load_schedule_file
 
-    for name in sorted(os.listdir(lm_dir)):
-        if not (name.startswith("summary_") and name.endswith(".json")):
-            continue
-        problem = name[len("summary_"):-len(".json")]
-        summary = json.load(open(os.path.join(lm_dir, name)))
-        lr = summary["linear_warmup"]["best_lr"]
-        path = os.path.join(lm_dir, "pass1", problem, f"linear_warmup_lr{lr:g}_s0.safetensors")
-        yield f"{problem} (AdamW, LM)", problem, profile(load_schedule_file(path).record)
+    for problem, summary in load_summaries(lm_dir).items():
+        lr = summary.get(name, {}).get("best_lr")
+        path = os.path.join(lm_dir, "pass1", problem, f"{name}_lr{lr:g}_s0.safetensors") if lr else ""
+        if os.path.isfile(path):
+            yield problem, lr, load_schedule_file(path).record
+
+
+def lm_rows(lm_dir: str):
+    for problem, _, record in pass_one_records(lm_dir, "linear_warmup"):
+        yield f"{problem} (AdamW, LM)", problem, profile(record)
 
 
 def stable_phase_rise(record) -> tuple[float, float]:
@@ -57,26 +62,19 @@ def stable_phase_rise(record) -> tuple[float, float]:
     for a WSD run's record: whether the norm rises without any LR decay."""
     import numpy as np
 
-    from hf_linear_decay.core.refine import fill_invalid_norms, median_filter_norms
+    from benchmarks.lm_candidates import stable_phase_end
+    from hf_linear_decay.core.refine import refinement_of
 
-    norms, _ = fill_invalid_norms(record.norms("l1"), record.skipped)
-    smoothed = median_filter_norms(norms, 0.1)
-    stable_end = int(np.flatnonzero(record.lr >= 0.999 * record.lr.max())[-1])  # last step at the peak LR
+    smoothed = refinement_of(record.norms("l1"), 0.1, 1.0, record.skipped).smoothed_norms  # what `auto` reads
+    stable_end = stable_phase_end(record.lr)
     skip = len(smoothed) // 10
     minimum = skip + int(np.argmin(smoothed[skip:stable_end + 1]))
     return minimum / (len(smoothed) - 1), float(smoothed[stable_end] / smoothed[minimum])
 
 
 def stable_rows(lm_dir: str):
-    from hf_linear_decay.files.schedule_file import load_schedule_file
-
-    for name in sorted(os.listdir(lm_dir)):
-        if name.startswith("summary_") and name.endswith(".json"):
-            problem = name[len("summary_"):-len(".json")]
-            lr = json.load(open(os.path.join(lm_dir, name))).get("wsd_sqrt_20", {}).get("best_lr")
-            path = os.path.join(lm_dir, "pass1", problem, f"wsd_sqrt_20_lr{lr:g}_s0.safetensors") if lr else ""
-            if os.path.isfile(path):
-                yield problem, lr, *stable_phase_rise(load_schedule_file(path).record)
+    for problem, lr, record in pass_one_records(lm_dir, "wsd_sqrt_20"):
+        yield problem, lr, *stable_phase_rise(record)
 
 
 def main():
