@@ -20,9 +20,9 @@ from hf_linear_decay.core.shapes import resample_schedule
 STUDY_METHODS = ("auto", "paper", "guarded")
 
 
-def package_methods(record) -> dict[str, np.ndarray]:
+def package_methods(record, methods=STUDY_METHODS) -> dict[str, np.ndarray]:
     return {name: build_schedule(record, RefinementSettings(method=name), force=True).multipliers
-            for name in STUDY_METHODS}
+            for name in methods}
 
 
 def candidates(pass_one, stable_run=None) -> dict[str, np.ndarray]:

@@ -15,20 +15,15 @@ import os
 
 import numpy as np
 
+from benchmarks.lm_problems import CALIBRATION_PROBLEMS, PROBLEMS, REFERENCE
 from benchmarks.study_report import PRACTICAL_MARGIN, paired, paired_pvalue
 
-REFERENCE = "linear_warmup"
-#: The LM problem whose pass 1 set the default's thresholds (`benchmarks/rule_signals.py` names the convex ones);
-#: every other problem is a held-out check of the rule.
-CALIBRATION_PROBLEMS = ("python_tiny",)
 RUN_COLUMNS = ("problem", "name", "lr", "seed", "eval_loss", "seconds", "parameters", "tokens", "key")
 BASELINE_NAMES = ("cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20")
 
 
 def load_summaries(out_dir: str) -> dict:
     """Every problem's summary, in the study's order (then any other problem by name)."""
-    from benchmarks.lm_study import PROBLEMS
-
     summaries = {}
     for path in sorted(glob.glob(os.path.join(out_dir, "summary_*.json"))):
         with open(path) as handle:

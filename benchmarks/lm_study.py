@@ -34,90 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from benchmarks.lm_problems import (BASELINES, CPU_PROBLEMS, DATA_DIR, HERE, PROBLEMS, REFERENCE, ROOT, SEEDS,
+                                    baseline_spec, build_model, grid_factor, prepared_data)
+
 DEFAULT_OUT = os.path.join(HERE, "results", "lm_study")
-DATA_DIR = os.path.join(HERE, "data", "lm_study")
 STUDY_VERSION = 1  # part of every run's key: bump when the training setup changes
 
-#: name -> corpus, model (hidden, layers, heads, intermediate: the recipe's `tiny` preset on CPU), BPE vocabulary,
-#: steps, batch x block, eval blocks, the first LR grid's centre (None: the previous problem's best), and the device.
-#: The GPU size is for whoever is lent a GPU.
-PROBLEMS = {
-    "python_tiny": dict(corpus="python", model=(64, 2, 4, 172), vocab=2048, steps=600, batch=16, block=128,
-                        eval_blocks=256, center=4e-3, device="cpu", ideas=True, short_pass_one=True),
-    "debian_tiny": dict(corpus="debian", model=(64, 2, 4, 172), vocab=2048, steps=600, batch=16, block=128,
-                        eval_blocks=256, center=None, device="cpu", ideas=False, short_pass_one=True),
-    # Held out from choosing the default; twice the horizon, so the baselines that bracket the rest
-    "debian_tiny_long": dict(corpus="debian", model=(64, 2, 4, 172), vocab=2048, steps=1200, batch=16, block=128,
-                             eval_blocks=256, center=None, device="cpu", ideas=False,
-                             baselines=("cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_sqrt_20")),
-    "gpu_d512": dict(corpus="debian", model=(512, 8, 8, 1376), vocab=8192, steps=4000, batch=32, block=512,
-                     eval_blocks=512, center=1e-3, device="cuda"),
-    "smoke": dict(corpus="python_small", model=(32, 1, 2, 64), vocab=300, steps=40, batch=4, block=32, eval_blocks=8,
-                  center=3e-3, device="cpu", ideas=True, short_pass_one=True),
-}
-CPU_PROBLEMS = ("python_tiny", "debian_tiny", "debian_tiny_long")
-WARMUP = 0.05
-SEEDS = (0, 1, 2)
 
-#: Baselines: name -> (lr_scheduler_type, warm-up fraction, lr_scheduler_kwargs with fractions of T as `*_frac`).
-BASELINES = {
-    "linear_warmup": ("linear_refined", WARMUP, {}),
-    "cosine_warmup": ("cosine", WARMUP, {}),
-    "cosine10_warmup": ("cosine_with_min_lr", WARMUP, {"min_lr_rate": 0.1}),
-    "wsd_linear_10": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.1, "decay_type": "linear"}),
-    "wsd_linear_20": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.2, "decay_type": "linear"}),
-    "wsd_sqrt_10": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.1, "decay_type": "1-sqrt"}),
-    "wsd_sqrt_20": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.2, "decay_type": "1-sqrt"}),
-}
-REFERENCE = "linear_warmup"
-
-
-# ----- data and one training run ------------------------------------------------------------------------------------
-def corpus_documents(corpus: str):
-    from recipes.lm_data import read_documents
-
-    if corpus in ("python", "python_small"):  # the standard library's sources (the small one: its first 80 files)
-        return read_documents(None, max_documents=80 if corpus == "python_small" else None)
-    folder = os.path.join(HERE, "data", "debian_docs")
-    if not os.path.isfile(os.path.join(folder, "train.jsonl")):
-        raise SystemExit(f"the Debian docs corpus is missing: python recipes/prepare_corpus.py --source debian-docs "
-                         f"--out {os.path.relpath(folder, ROOT)}")
-    splits = {}
-    for split in ("train", "validation"):
-        with open(os.path.join(folder, f"{split}.jsonl"), encoding="utf-8") as handle:
-            splits[split] = [json.loads(line) for line in handle]
-    return splits
-
-
-def prepared_data(problem: dict):
-    """(tokenizer, train blocks, eval blocks), built once per corpus and vocabulary and cached under DATA_DIR."""
-    from recipes.lm_data import packed_dataset, train_tokenizer
-    from transformers import AutoTokenizer
-
-    home = os.path.join(DATA_DIR, f"{problem['corpus']}_bpe{problem['vocab']}")
-    documents = corpus_documents(problem["corpus"])
-    if not os.path.isfile(os.path.join(home, "tokenizer", "tokenizer.json")):
-        train_tokenizer((d["text"] for d in documents["train"]), problem["vocab"], os.path.join(home, "tokenizer"))
-    tokenizer = AutoTokenizer.from_pretrained(os.path.join(home, "tokenizer"))
-    train, _, _ = packed_dataset(documents["train"], tokenizer, problem["block"], os.path.join(home, "packed"))
-    held_out, _, _ = packed_dataset(documents["validation"], tokenizer, problem["block"], os.path.join(home, "packed"))
-    return tokenizer, train, held_out.select(range(min(len(held_out), problem["eval_blocks"])))
-
-
-def build_model(problem: dict, vocab_size: int, eos: int, seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM, set_seed
-
-    hidden, layers, heads, intermediate = problem["model"]
-    set_seed(seed)  # the weights: the same for every schedule at one seed (paired comparisons)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=intermediate,
-                         max_position_embeddings=problem["block"], bos_token_id=eos, eos_token_id=eos,
-                         pad_token_id=eos, tie_word_embeddings=True)
-    return LlamaForCausalLM._from_config(config, attn_implementation="sdpa")
-
-
+# ----- one training run ---------------------------------------------------------------------------------------------
 def train_one(job: dict) -> dict:
     """One run of `job` (problem, schedule spec, lr, seed, out_dir); returns its metrics and curves."""
     import torch
@@ -142,7 +66,8 @@ def train_one(job: dict) -> dict:
         max_steps=steps, learning_rate=job["lr"], weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95,
         max_grad_norm=1.0, logging_steps=10, eval_strategy="steps", eval_steps=max(1, steps // 10),
         save_strategy="no", report_to="none", use_cpu=problem["device"] == "cpu", bf16=problem["device"] == "cuda",
-        seed=job["seed"], data_seed=job["seed"], disable_tqdm=True, dataloader_num_workers=0, optim="adamw_torch")
+        seed=job["seed"], data_seed=job["seed"], disable_tqdm=True, dataloader_num_workers=0,
+        optim=spec.get("optim", "adamw_torch"))
     model = build_model(problem, len(tokenizer), tokenizer.eos_token_id, job["seed"])
     callbacks = [RefinementCallback()] if job.get("record") else []
     trainer = Trainer(model, args, train_dataset=train_set, eval_dataset=eval_set, data_collator=default_data_collator,
@@ -238,11 +163,6 @@ class Study:
 
 
 # ----- the sweep ----------------------------------------------------------------------------------------------------
-def baseline_spec(name: str) -> dict:
-    kind, warmup, kwargs = BASELINES[name]
-    return {"type": kind, "warmup": warmup, "kwargs": dict(kwargs)}
-
-
 def refined_spec(path: str, multipliers: np.ndarray) -> dict:
     """A refined schedule run through `linear_refined` with its file; the key holds the multipliers' digest."""
     digest = hashlib.sha256(np.ascontiguousarray(multipliers, dtype=np.float64).tobytes()).hexdigest()[:16]
@@ -305,35 +225,48 @@ def _save_schedule(study: Study, problem: str, name: str, record, multipliers: n
     return relative
 
 
-def study_problem(study: Study, problem: str, seeds, center: float) -> dict:
+def study_problem(study: Study, problem: str, seeds, center: float, only=None) -> dict:
     """Every schedule at its own best LR on `problem`: the reference first (its best LR, seed 0, is pass 1), then the
-    baselines and the refined schedules from grids centred at the reference's best LR."""
+    baselines and the refined schedules from grids centred at the reference's best LR (times the baseline's
+    `grid_factor`). With `only` (schedule names), just those (and the reference), merged into the saved summary."""
     from benchmarks import lm_candidates
     from hf_linear_decay.core.shapes import resample_schedule
 
     print(f"== {problem} (seeds {list(seeds)}, grid centre {center:g})", flush=True)
     prepared_data(PROBLEMS[problem])  # tokenizer and packed blocks once, here, before parallel runs read them
+    summary_path = os.path.join(study.out_dir, f"summary_{problem}.json")
     summary = {}
+    if only and os.path.isfile(summary_path):
+        with open(summary_path) as handle:
+            summary = json.load(handle)
+
+    def wanted(name):
+        return not only or name in only
+
     summary[REFERENCE] = Sweep(study, problem, REFERENCE, baseline_spec(REFERENCE), seeds, center,
                                keep_schedule_file=True).run()
     lr = summary[REFERENCE]["best_lr"]
     config = PROBLEMS[problem]
     for name in config.get("baselines", BASELINES):
-        if name != REFERENCE:
+        if name != REFERENCE and wanted(name):
             record = {"record": True, "keep_schedule_file": True} if name == "wsd_sqrt_20" else {}
-            summary[name] = Sweep(study, problem, name, baseline_spec(name), seeds, lr, **record).run()
+            summary[name] = Sweep(study, problem, name, baseline_spec(name), seeds, lr * grid_factor(name),
+                                  **record).run()
     pass_one = _load_record(study, study.cached(dict(problem=problem, name=REFERENCE, spec=baseline_spec(REFERENCE),
                                                      lr=lr, seed=seeds[0], keep_schedule_file=True)))
-    refined = lm_candidates.package_methods(pass_one)
-    if config.get("ideas"):
+    refined = lm_candidates.package_methods(pass_one, config.get("methods", lm_candidates.STUDY_METHODS))
+    if config.get("ideas") and wanted("ideas"):
         wsd_lr = summary["wsd_sqrt_20"]["best_lr"]
         stable_run = _load_record(study, study.cached(dict(problem=problem, name="wsd_sqrt_20",
                                                            spec=baseline_spec("wsd_sqrt_20"), lr=wsd_lr,
                                                            seed=seeds[0], record=True, keep_schedule_file=True)))
         refined.update(lm_candidates.candidates(pass_one, stable_run))
-    if config.get("short_pass_one"):
+    if config.get("short_pass_one") and wanted("short_pass_one"):
         refined.update(short_pass_one_schedules(study, problem, lr, seeds[0], len(pass_one)))
     for name, shape in refined.items():
+        if not (wanted(name) or wanted("ideas") and name not in lm_candidates.STUDY_METHODS
+                or wanted("short_pass_one") and "_from_" in name):
+            continue
         record, multipliers = shape if isinstance(shape, tuple) else (pass_one, shape)
         method = name.split("_from_")[0] if name.split("_from_")[0] in lm_candidates.STUDY_METHODS else "paper"
         path = _save_schedule(study, problem, name, record, multipliers, method)
@@ -341,8 +274,9 @@ def study_problem(study: Study, problem: str, seeds, center: float) -> dict:
         followed = resample_schedule(multipliers, len(pass_one))  # what linear_refined gives over the run
         summary[name].update(refined=True, area=float(followed.mean() / pass_one_area(pass_one)))
     summary[REFERENCE]["norm_profile"] = lm_candidates.profile_of(pass_one)
-    with open(os.path.join(study.out_dir, f"summary_{problem}.json"), "w") as handle:
+    with open(summary_path + ".tmp", "w") as handle:
         json.dump(summary, handle, indent=1)
+    os.replace(summary_path + ".tmp", summary_path)
     return summary
 
 
@@ -376,6 +310,8 @@ def main(argv=None):
     parser.add_argument("--all", action="store_true", help="every CPU problem, in order")
     parser.add_argument("--smoke", action="store_true", help="the whole pipeline on a tiny problem (seconds)")
     parser.add_argument("--report", action="store_true", help="only rebuild the report from the cached runs")
+    parser.add_argument("--only", action="append", help="only these schedules (and the reference); 'ideas' and "
+                        "'short_pass_one' name those groups; merged into the problem's saved summary")
     parser.add_argument("--seeds", type=int, default=len(SEEDS))
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each a process with one thread on CPU)")
     parser.add_argument("--out_dir", default=DEFAULT_OUT)
@@ -388,7 +324,7 @@ def main(argv=None):
     center = None
     for problem in problems:
         center = PROBLEMS[problem]["center"] or center or 4e-3
-        summary = study_problem(study, problem, seeds, center)
+        summary = study_problem(study, problem, seeds, center, options.only)
         center = summary[REFERENCE]["best_lr"]  # the next problem's grid starts at this problem's best LR
     from benchmarks import lm_report
 
