@@ -87,3 +87,64 @@ def reference_resample(multipliers, num_steps: int) -> list[float]:
         frac = position - j
         out.append(old[j] * (1 - frac) + old[j + 1] * frac)
     return out
+
+
+def reference_adaptive_multiplier(t: int, T: int, W: int, start: str, switch: str, fraction: float, shape: str,
+                                  decision, d) -> float:
+    """An adaptive run's LR multiplier at step t, written out case by case from the plan's description."""
+    if t < W:
+        return t / max(1, W)
+
+    def linear(step):  # transformers' `linear` after its warm-up
+        return max(0.0, (T - step) / max(1, T - W))
+
+    undecided = linear if start == "linear" else (lambda step: 1.0)
+    if decision is None or t < d:
+        return undecided(t)
+    if decision == "linear":
+        return linear(t) if start == "linear" else max(0.0, (T - t) / max(1, T - d))
+    c = max(W, T - max(1, round(fraction * T)))
+
+    def held(step):
+        if start == "stable":
+            return 1.0
+        if switch == "hold":
+            return linear(d)
+        return min(1.0, linear(d) + (1.0 - linear(d)) * (step - d) / max(1, W))
+
+    if t < c:
+        return held(t)
+    progress = (t - c) / max(1, T - c)
+    return max(0.0, held(c) * (1.0 - (math.sqrt(progress) if shape == "1-sqrt" else progress)))
+
+
+def reference_adaptive_decision(norms, skipped, T: int, deadline: int, rise: float, calm_start: float,
+                                tau: float = 0.1):
+    """`(decision, check step, rise)` of the adaptive rule over a whole record, loop by loop: every T//100 steps
+    from the first with a full window (τ·T) behind it, until the deadline; the level is the median of the window's
+    valid values; the start is the median of the first half window with the first value repeated in front."""
+    width = reference_filter_width(T, tau)
+    every = max(1, T // 100)
+    valid = [i for i in range(len(norms)) if not skipped[i] and math.isfinite(norms[i]) and norms[i] > 0]
+
+    def median(values):
+        values = sorted(values)
+        n = len(values)
+        return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+    half = width // 2
+    first = [norms[i] for i in valid if i <= half]
+    start = median([first[0]] * half + first)
+    checks = [s for s in range(every, deadline + 1, every) if s >= width] or [deadline]
+    levels = {}
+    for s in checks:
+        window = [norms[i] for i in valid if s - width <= i < s]
+        levels[s] = median(window) if window else math.nan
+        seen = [levels[c] for c in levels if not math.isnan(levels[c])]
+        lowest = min(seen) if seen else math.nan
+        now = levels[s] / lowest
+        if start / lowest < calm_start and now >= rise:
+            return "cooldown", s, now
+        if s == checks[-1]:
+            return "linear", s, now
+    return None, None, None

@@ -45,8 +45,9 @@ def test_refine_from_a_text_file_of_norms(tmp_path, capsys):
     np.testing.assert_array_equal(schedule.multipliers, refine_schedule(norms, tau=0.2, power=2))
     assert "T=120" in stdout and "method paper" in stdout
     code, _, stderr = run_cli(capsys, "refine", source, "-o", out)  # the default says why it kept pass 1's schedule
-    assert code == 0 and "note: method 'auto': the norms do not rise as the LR decays" in stderr
-    assert "kept pass 1's schedule: the l2 norm started at" in stderr
+    assert code == 0 and "note: method 'auto': not the LM regime (" in stderr
+    assert ("kept pass 1's schedule (assumed: transformers' linear decay; no LRs recorded): the l2 norm started"
+            in stderr)
 
 
 def test_refine_csv_column_and_norm_override(tmp_path, capsys):

@@ -139,4 +139,4 @@ def test_the_public_names_load_on_first_use():
 
 def test_modules_stay_small():
     sizes = {name: sum(1 for _ in open(path)) for name, path in MODULES.items()}
-    assert max(sizes.values()) <= 260, sizes
+    assert max(sizes.values()) <= 300, sizes

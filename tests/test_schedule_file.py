@@ -72,7 +72,7 @@ def test_metadata_is_written_in_the_documented_order(tmp_path):
     with safe_open(path, framework="np") as reader:
         metadata = reader.metadata()
     assert sorted(metadata) == sorted(SCHEDULE_KEYS)
-    assert metadata["format"] == SCHEDULE_FORMAT and metadata["format_version"] == str(SCHEDULE_VERSION) == "3"
+    assert metadata["format"] == SCHEDULE_FORMAT and metadata["format_version"] == str(SCHEDULE_VERSION) == "4"
     assert metadata["num_steps"] == "40" and metadata["optimizer"] == "AdamW" and metadata["world_size"] == "2"
     assert metadata["method"] == "paper" and metadata["norm"] == "l1"
     assert metadata["recorded"] == "grad_norm_l2,grad_norm_l1,lr"
@@ -157,7 +157,7 @@ def write_raw(path, metadata_changes=(), **tensor_changes):
     "metadata, tensors, message",
     [
         ({"format": "something_else"}, {}, "not a schedule file"),
-        ({"format_version": "4"}, {}, r"format version 4 is newer .* upgrade hf_linear_decay"),
+        ({"format_version": "5"}, {}, r"format version 5 is newer .* upgrade hf_linear_decay"),
         ({"format_version": "x"}, {}, "`format_version` must be a positive integer, got 'x'"),
         ({"format_version": "²"}, {}, "`format_version` must be a positive integer, got '²'"),
         ({"format_version": "0"}, {}, "`format_version` must be a positive integer"),
@@ -176,7 +176,7 @@ def write_raw(path, metadata_changes=(), **tensor_changes):
         ({}, {"skipped": np.zeros(40, dtype=np.float64)}, "tensor `skipped` has dtype float64"),
         ({}, {"lr": np.ones(41)}, r"tensor `lr` has shape \(41,\)"),
         ({}, {"multipliers": np.r_[np.linspace(1, 0, 39), np.nan]}, "tensor `multipliers` is not finite at step 39"),
-        ({}, {"multipliers": np.linspace(0.5, 0, 40)}, "peak 1 and last value 0"),
+        ({}, {"multipliers": np.linspace(0.5, 0, 40)}, "in \\[0, 1\\] with peak 1, got min 0.0, max 0.5"),
         ({}, {"grad_norm_l2": np.r_[np.nan, np.ones(39)]}, r"tensor `grad_norm_l2` holds nan at step 0, which is not"),
         ({}, {"grad_norm_l1": np.r_[-1.0, np.ones(39)]}, r"tensor `grad_norm_l1` holds -1.0 at step 0"),
         ({}, {"skipped": np.full(40, 2, dtype=np.uint8)}, "only 0 and 1"),

@@ -35,9 +35,9 @@ class Method:
     options: dict[str, Option] = field(default_factory=dict)
 
 
-def _fraction(value, *, name: str) -> float:
+def check_fraction(value, *, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"`{name}` must be a fraction of the run in (0, 1), got {value!r}; 0.2 is the usual cooldown.")
+        raise ValueError(f"`{name}` must be a fraction of the run in (0, 1), got {value!r}.")
     return float(value)
 
 
@@ -48,7 +48,7 @@ def _cooldown_shape(value, *, name: str) -> str:
 
 
 COOLDOWN_OPTIONS = {
-    "fraction": Option(refinements.COOLDOWN_FRACTION, _fraction, "the cooldown's share of the run"),
+    "fraction": Option(refinements.COOLDOWN_FRACTION, check_fraction, "the cooldown's share of the run"),
     "shape": Option("1-sqrt", _cooldown_shape, "the cooldown's shape: 1-sqrt or linear"),
 }
 
@@ -61,6 +61,8 @@ METHODS = {
                       "steeply"),
     "cooldown": Method("cooldown", refinements.cooldown_method, "pass 1's warm-up, its peak held, then a cooldown "
                        "(WSD)", COOLDOWN_OPTIONS),
+    "followed": Method("followed", refinements.followed_method, "the schedule pass 1 followed, exactly (what an "
+                       "adaptive run writes)"),
 }
 DEFAULT_METHOD = "auto"
 

@@ -27,13 +27,28 @@ STEEP_START, SETTLED_WITHIN = 100.0, 1.5
 
 
 def pass_one_shape(record) -> np.ndarray:
-    """The schedule pass 1 ran (its recorded LRs over their peak, last step 0); linear decay if the LR is unknown."""
+    """The schedule pass 1 ran: its recorded LRs over their peak, every step included (transformers' `linear` ends at
+    1/(T - W), not 0). Without recorded LRs, transformers' `linear` without warm-up, ``(T - t) / T``
+    (`pass_one_lr_assumed` says so)."""
     lr = record.lr
-    if "lr" in record.recorded and np.isfinite(lr).all() and lr.max() > 0:
-        shape = lr / lr.max()
-        shape[-1] = 0.0  # the Trainer's linear decay ends at 1/T; a schedule file ends at 0
-        return shape
-    return (len(record) - 1 - np.arange(len(record))) / max(1, len(record) - 1)
+    if not pass_one_lr_assumed(record):
+        return lr / lr.max()
+    return (len(record) - np.arange(len(record))) / max(1, len(record))
+
+
+def pass_one_lr_assumed(record) -> bool:
+    """Whether pass 1's schedule is an assumption (no usable recorded LRs) rather than what the record holds."""
+    lr = record.lr
+    return not ("lr" in record.recorded and np.isfinite(lr).all() and lr.max() > 0)
+
+
+def followed_method(record, settings) -> tuple[np.ndarray, str]:
+    """The schedule pass 1 followed, exactly (its recorded LRs over their peak): a run that follows it repeats pass
+    1's LRs, last step included."""
+    if pass_one_lr_assumed(record):
+        return pass_one_shape(record), ("pass 1's schedule, assumed to be transformers' linear decay without warm-up "
+                                        "(the record holds no LRs)")
+    return pass_one_shape(record), "the schedule pass 1 followed (its recorded LRs)"
 
 
 def settled_level(smoothed: np.ndarray) -> float:
@@ -61,8 +76,9 @@ def guarded_method(record, settings) -> tuple[np.ndarray, str]:
     settled = settled_level(smoothed)
     start = smoothed[0] / settled
     if not start >= STEEP_START:
-        return shape, (f"kept pass 1's schedule: the {settings.norm} norm started at {start:.1f}x its settled level "
-                       f"and a warm-up needs {STEEP_START:g}x")
+        assumed = " (assumed: transformers' linear decay; no LRs recorded)" if pass_one_lr_assumed(record) else ""
+        return shape, (f"kept pass 1's schedule{assumed}: the {settings.norm} norm started at {start:.1f}x its settled "
+                       f"level and a warm-up needs {STEEP_START:g}x")
     ramp_end = settle_step(smoothed)
     ramped = shape * np.minimum(1.0, np.arange(len(shape)) / ramp_end)
     return ramped / ramped.max(), (f"pass 1's schedule with a warm-up over {ramp_end} steps: the {settings.norm} "
@@ -91,8 +107,20 @@ class NormProfile:
 
     @property
     def rises_under_decay(self) -> bool:
-        return (self.start < CALM_START and self.rise >= RISE_UNDER_DECAY and self.minimum_at <= 0.5
-                and self.lr_end <= 0.5)
+        return not self.why_not()
+
+    def why_not(self) -> str:
+        """Why the profile is not the LM regime ("" when it is): the first condition that fails, in words."""
+        if not self.start < CALM_START:
+            return f"the norm started steeply, {self.start:.0f}x its settled level ({CALM_START:g}x allowed)"
+        if not self.rise >= RISE_UNDER_DECAY:
+            return f"the norm rose {self.rise:.2f}x from its minimum ({RISE_UNDER_DECAY:g}x needed)"
+        if not self.minimum_at <= 0.5:
+            return (f"the norm's minimum came at {self.minimum_at:.0%} of the run, after the first half (a late rise, "
+                    "not the LM regime)")
+        if not self.lr_end <= 0.5:
+            return f"pass 1's LR ended at {self.lr_end:.2f} of its peak (it never decayed below half)"
+        return ""
 
 
 def norm_profile(record, settings) -> NormProfile:
@@ -100,8 +128,7 @@ def norm_profile(record, settings) -> NormProfile:
     num_steps = len(smoothed)
     skip = num_steps // 10
     minimum = skip + int(np.argmin(smoothed[skip:]))
-    shape = pass_one_shape(record)
-    lr_end = float(shape[-2]) if num_steps > 2 else 0.0  # the file's last step is 0 by format; pass 1's is ~1/T
+    lr_end = float(pass_one_shape(record)[-1])
     return NormProfile(float(smoothed[0] / settled_level(smoothed)), float(smoothed[-1] / smoothed[minimum]),
                        minimum / max(1, num_steps - 1), lr_end)
 
@@ -146,4 +173,4 @@ def auto_method(record, settings) -> tuple[np.ndarray, str]:
                              "run to its end while pass 1's LR decayed (weight decay with normalised layers: the "
                              f"paper's refinement would anneal too fast): {how}")
     multipliers, how = guarded_method(record, settings)
-    return multipliers, f"the norms do not rise as the LR decays ({profile.rise:.2f}x): {how}"
+    return multipliers, f"not the LM regime ({profile.why_not()}): {how}"

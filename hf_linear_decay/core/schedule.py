@@ -20,11 +20,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RefinedSchedule:
-    """A record, the schedule refined from it (peak 1, last 0) and the resolved settings used: a schedule file.
+    """A record, the schedule refined from it (peak 1) and the resolved settings used: a schedule file.
 
     Record columns read through (`schedule.grad_norm_l1`, `schedule.skipped`, ...), as do the settings
     (`schedule.norm`, `schedule.tau`, ...). `explanation` is the method's one line on what it did (not stored in the
-    file); `created_at` and `package_version` are filled when the file is written.
+    file); `created_at` and `package_version` are filled when the file is written. `adaptive` is what an adaptive
+    run (`core.adaptive`) planned and decided, when the schedule is the one such a run followed (stored in the file).
     """
 
     record: NormRecord
@@ -33,6 +34,7 @@ class RefinedSchedule:
     created_at: str = ""
     package_version: str = ""
     explanation: str = ""
+    adaptive: dict | None = None
 
     @property
     def num_steps(self) -> int:
@@ -106,17 +108,18 @@ def build_schedule(record: NormRecord, settings: RefinementSettings | None = Non
 
 def schedule_problem(multipliers: np.ndarray, record: NormRecord, norm: str) -> str | None:
     """What makes `multipliers` (refined from `record`'s `norm`) not a schedule, or `None`: finite, one value per
-    step, in [0, 1] with peak 1 and last 0, from a recorded norm, and at least 2 valid steps."""
+    step, in [0, 1] with peak 1, from a recorded norm, and at least 2 valid steps. (The refinements end at 0; a kept
+    or followed schedule ends where pass 1's LR did.)"""
     if not np.isfinite(multipliers).all():
         return (f"tensor `multipliers` is not finite at step {int(np.flatnonzero(~np.isfinite(multipliers))[0])}; "
                 "refine the record again with `hf-linear-decay refine`.")
     if multipliers.shape != (len(record),) or len(record) < 2:
         return f"tensor `multipliers` has shape {multipliers.shape} for a record of {len(record)} steps (>= 2 needed)."
-    if multipliers.min() < 0 or abs(multipliers.max() - 1.0) > 1e-9 or multipliers[-1] != 0:
+    if multipliers.min() < 0 or abs(multipliers.max() - 1.0) > 1e-9:
         # repr, not %g: a peak of 1 + 1e-6 must not print as "1"
-        low, high, last = (float(x) for x in (multipliers.min(), multipliers.max(), multipliers[-1]))
-        return (f"tensor `multipliers` must lie in [0, 1] with peak 1 and last value 0, got min {low!r}, max {high!r}, "
-                f"last {last!r}; refine the record again.")
+        low, high = (float(x) for x in (multipliers.min(), multipliers.max()))
+        return (f"tensor `multipliers` must lie in [0, 1] with peak 1, got min {low!r}, max {high!r}; refine the "
+                "record again.")
     column = NORM_TYPES[norm].tensor
     if column not in record.recorded:
         return f"the schedule was refined from `{column}`, which the file does not record; refine with a norm it has."

@@ -40,6 +40,10 @@ SCHEDULE_LAYOUTS = {
                                                                "created_at")),  # + the method
     3: Layout(_RECORD_TENSORS_V1 + ("multipliers",), _HEAD + ("method", "tau", "norm", "power", "method_options",
                                                                "recorded", *_RUN_V1, "weight_decay", "created_at")),
+    # + what an adaptive run planned and decided (JSON; "" otherwise); multipliers may end above 0 (a kept schedule)
+    4: Layout(_RECORD_TENSORS_V1 + ("multipliers",), _HEAD + ("method", "tau", "norm", "power", "method_options",
+                                                               "adaptive", "recorded", *_RUN_V1, "weight_decay",
+                                                               "created_at")),
 }
 SCHEDULE_VERSION, RECORD_VERSION = max(SCHEDULE_LAYOUTS), max(RECORD_LAYOUTS)
 SCHEDULE_KEYS, RECORD_KEYS = SCHEDULE_LAYOUTS[SCHEDULE_VERSION].keys, RECORD_LAYOUTS[RECORD_VERSION].keys

@@ -3,10 +3,12 @@
 **Schedule file** (`refined_schedule.safetensors`, format `hf_linear_decay.refined_schedule`): a record and the
 schedule refined from it, tensors of length T (optimizer steps): `grad_norm_l2`, `grad_norm_l1` (pre-clip norms, one
 per row of `core.norms.NORM_TYPES`), `lr` (float64), `skipped` (uint8: optimizer skip, unknown, non-finite or ≤ 0
-norm) and `multipliers` (float64 in [0, 1], peak 1, last 0); an unrecorded column is all NaN (or absent) and not in
-metadata `recorded`. **Record file** (`norm_record.safetensors`, format `hf_linear_decay.norm_record`): the record
-without a schedule, as checkpoints keep it. What each version holds is the table in `formats` (a new tensor or key is
-a new version; old versions keep loading). Writes are atomic; a file is opened once, its header checked first.
+norm) and `multipliers` (float64 in [0, 1], peak 1; the refinements end at 0, a kept or followed schedule where pass
+1's LR ended); metadata `adaptive` holds what an adaptive run planned and decided (JSON). An unrecorded column is
+all NaN (or absent) and not in metadata `recorded`. **Record file** (`norm_record.safetensors`, format
+`hf_linear_decay.norm_record`): the record without a schedule, as checkpoints keep it. What each version holds is
+the table in `formats` (a new tensor or key is a new version; old versions keep loading). Writes are atomic; a file
+is opened once, its header checked first.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def schedule_metadata(schedule: RefinedSchedule) -> dict[str, str]:
     _, metadata = _record_payload(schedule.record, SCHEDULE_FORMAT, SCHEDULE_VERSION)
     settings = schedule.settings
     metadata.update(method=settings.method, tau=repr(float(settings.tau)), norm=str(settings.norm),
-                    power=repr(float(settings.power)), method_options=json.dumps(settings.options, sort_keys=True))
+                    power=repr(float(settings.power)), method_options=json.dumps(settings.options, sort_keys=True),
+                    adaptive=json.dumps(schedule.adaptive, sort_keys=True) if schedule.adaptive else "")
     metadata.update({key: value for key, value in (("created_at", schedule.created_at),
                                                     ("package_version", schedule.package_version)) if value})
     return {key: metadata[key] for key in SCHEDULE_KEYS}
@@ -215,7 +218,22 @@ def _schedule_from(path, handle, header) -> RefinedSchedule:
     settings = _settings_from(metadata, path)
     _check_schedule(tensors["multipliers"], record, settings, path)
     return RefinedSchedule(record=record, multipliers=tensors["multipliers"], settings=settings,
-                           created_at=metadata["created_at"], package_version=metadata["package_version"])
+                           created_at=metadata["created_at"], package_version=metadata["package_version"],
+                           adaptive=_adaptive_from(metadata, path))
+
+
+def _adaptive_from(metadata: dict, path) -> dict | None:
+    text = metadata.get("adaptive", "")
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict) or not isinstance(value.get("plan"), dict):
+        _fail(path, f"metadata `adaptive` must be a JSON object with the run's `plan`, got {text[:60]!r}; the file is "
+                    "damaged.")
+    return value
 
 
 def _record_file_from(path, handle, header) -> NormRecord:
@@ -227,7 +245,8 @@ def _record_file_from(path, handle, header) -> NormRecord:
 def load_schedule_file(path) -> RefinedSchedule:
     """Read and validate a schedule file of any known version. Raises `ScheduleFileError` with the reason and fix.
 
-    Version 1 (0.1.x) has no `method` (it was always "paper"); version 2 no `method_options` and `weight_decay`.
+    Version 1 (0.1.x) has no `method` (it was always "paper"); version 2 no `method_options` and `weight_decay`;
+    version 3 no `adaptive`.
     """
     path = check_readable_file(path, ScheduleFileError, f"pass the path of a {_SCHEDULE_WHAT}")
     with _open(path) as handle:

@@ -101,11 +101,18 @@ def plot_schedule(schedule: RefinedSchedule, path, *, title: str | None = None) 
     top.grid(alpha=0.3)
     comparison = compare_with_pass_one(schedule)
     same = ", equals " if comparison.equal else ", repeats " if comparison.repeats else ""
-    refined = f"refined ({schedule.method}{same + comparison.label if same else ''})"
+    refined = ("followed by the adaptive run" if schedule.adaptive else
+               f"refined ({schedule.method}{same + comparison.label if same else ''})")
     _draw(bottom, comparison.reference, comparison.label, color="black", linestyle="--", linewidth=1)
     _draw(bottom, schedule.multipliers, refined, color="tab:green", linewidth=2.0,
           **({"linestyle": (0, (4, 3))} if comparison.repeats else {}))  # dashed over the reference when they match
     _draw(bottom, cosine_decay(schedule.num_steps), "cosine", color="tab:orange", linestyle=":", linewidth=1.3)
+    decided_at = schedule.adaptive["plan"]["decided_at"] if schedule.adaptive else None
+    if decided_at is not None:  # where an adaptive run took its decision, in both panels
+        decision = schedule.adaptive["plan"]["decision"]
+        for axis in (top, bottom):
+            axis.axvline(decided_at, color="tab:purple", linestyle="-.", linewidth=1.2,
+                         label=f"adaptive run: {decision} from step {decided_at}" if axis is bottom else None)
     bottom.set_xlabel("optimizer step")
     bottom.set_ylabel("LR multiplier (peak = 1)")
     bottom.set_ylim(-0.02, 1.05)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.adaptive import describe_adaptive
 from ..core.schedule import RefinedSchedule
 from ..core.refine import filter_width
 from ..files.schedule_file import schedule_metadata
@@ -83,9 +84,14 @@ def summarize_schedule(schedule: RefinedSchedule) -> dict:
         **_profile(schedule),
         "skipped_steps": int(schedule.skipped.sum()),
         "recorded": list(schedule.recorded),
+        "adaptive": describe_adaptive(schedule.adaptive) if schedule.adaptive else None,
+        "decided_at": schedule.adaptive["plan"]["decided_at"] if schedule.adaptive else None,
         "metadata": schedule_metadata(schedule),
     }
-    summary["flags"] = [{"flag": flag, "reason": reason} for flag, test, reason in SHAPE_FLAGS if test(summary)]
+    # The flags judge refined shapes against the studies; a followed schedule is what a run did, not a proposal.
+    refined = schedule.method != "followed"
+    summary["flags"] = [{"flag": flag, "reason": reason} for flag, test, reason in SHAPE_FLAGS
+                        if refined and test(summary)]
     return summary
 
 
@@ -124,6 +130,8 @@ def format_summary(summary: dict) -> str:
         "neighbouring steps when refining)",
         f"recorded:             {', '.join(summary['recorded'])}",
     ]
+    if summary["adaptive"]:
+        lines.append(f"adaptive:             {summary['adaptive']}")
     profile = summary["norm_profile"]
     if profile:
         lines.append(f"pass 1's norm:        started at {profile['start']:.2f}x its settled level, rose "

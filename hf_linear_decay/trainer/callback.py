@@ -17,11 +17,13 @@ from ..core.norms import NORM_TYPES
 from ..core.record import NormRecord
 from ..core.refine import DEFAULT_TAU
 from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
-from ..core.describe import describe_schedule, next_step
+from ..core.adaptive import describe_adaptive
+from ..core.describe import describe_schedule
 from ..files.atomic import remove_stale_temporaries_of_run
 from ..files.checkpoint_record import pointer_attributes, resumed_record
 from .binding import (bind_trainer, checkpoint_being_saved, find_trainer, other_recorders, run_info, watch_zero_step,
                       zero_optimizer_of)
+from .messages import Once, next_step, say
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._pending: list[list] = []  # [device tensor of norms in table order, lr, optimizer-reported skip]
         self._pre_clip_l2 = self._zero_step = None
         self._checked_steps = 0
+        self.adaptive_run = None  # adaptive_run.AdaptiveRun, when the scheduler adapts (lr_scheduler_kwargs adapt)
+        self.once = Once()
 
     # ----- what the Trainer binding delivers ----------------------------------------------------------------------
     def set_trainer(self, trainer) -> None:
@@ -144,6 +148,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
             raise RuntimeError("RefinementCallback could not find the Trainer that runs it, so it cannot see the "
                                "pre-clipping gradient norm while clipping is on (max_grad_norm > 0). Call "
                                "`callback.set_trainer(trainer)` before `trainer.train()`, or set max_grad_norm=0.")
+        self.adaptive_run, self.once = None, Once()
         if state.global_step == 0:
             self.record, self._pending, self._checked_steps = NormRecord(), [], 0  # a new run (e.g. a reused callback)
         elif len(self.record) + len(self._pending) == 0:  # resuming: the checkpoint's record, found by its pointer
@@ -189,7 +194,18 @@ class RefinementCallback(TrainerCallback, ExportableState):
         if self._pending and getattr(optimizer, "step_was_skipped", False):
             self._pending[-1][2] = True
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        if self.adaptive_run is None:
+            from .adaptive_run import AdaptiveRun
+            from .scheduler import adaptive_lambda_of
+
+            lr_lambda = adaptive_lambda_of(lr_scheduler)
+            if lr_lambda is not None:  # made here: the scheduler holds the checkpoint's plan once resumed
+                settings = self.settings.resolved(self.record)
+                self.adaptive_run = AdaptiveRun(lr_lambda, settings.norm, settings.tau)
+        if self.adaptive_run is not None and self.adaptive_run.due(state.global_step):
+            self._flush()
+            self.adaptive_run.at_step_end(self.record, state.global_step, lr_scheduler)
         if len(self._pending) >= self.flush_every:
             self._flush()
 
@@ -217,7 +233,9 @@ class RefinementCallback(TrainerCallback, ExportableState):
 
     def on_save(self, args, state, control, **kwargs):
         self._check_ranks_agree()
-        if state.is_world_process_zero:  # the record is there already (see `state`); the schedule is not for resuming
+        # The record is there already (see `state`); the schedule is not for resuming. An adaptive run's schedule is
+        # known when it ends (its plan, with the decision, is in the scheduler's checkpoint meanwhile).
+        if state.is_world_process_zero and self.adaptive_run is None:
             self.write_schedule_file(os.path.join(args.output_dir, f"checkpoint-{state.global_step}", self.file_name))
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -227,9 +245,13 @@ class RefinementCallback(TrainerCallback, ExportableState):
             path = os.path.join(args.output_dir, self.file_name)
             schedule = self.write_schedule_file(path)
             if schedule is not None:  # what users must see, once, at the level transformers shows by default
-                explanation = f"; {schedule.explanation}" if schedule.explanation else ""
-                logger.warning("RefinementCallback: wrote %s (%s%s). Look at it: hf-linear-decay inspect %s ; %s",
-                               path, describe_schedule(schedule), explanation, path, next_step(schedule, path))
+                if schedule.adaptive is not None:
+                    what = f"{schedule.num_steps} steps, {describe_adaptive(schedule.adaptive)}"
+                else:
+                    explanation = f"; {schedule.explanation}" if schedule.explanation else ""
+                    what = f"{describe_schedule(schedule)}{explanation}"
+                say(logger, "RefinementCallback: wrote %s (%s). Look at it: hf-linear-decay inspect %s ; %s", path,
+                    what, path, next_step(schedule, path))
         # The Trainer refreshes callback states only at checkpoints; `trainer.save_state()` after training (as
         # transformers' example scripts call it) must point at the record file just written, not at a stale one.
         if isinstance(state.stateful_callbacks, dict):
@@ -241,8 +263,16 @@ class RefinementCallback(TrainerCallback, ExportableState):
 
     # ----- output -----------------------------------------------------------------------------------------------------
     def refined_schedule(self) -> RefinedSchedule:
-        """The record so far, refined with this callback's settings."""
+        """The record so far, refined with this callback's settings; in an adaptive run, the schedule it followed."""
         self._flush()
+        if self.adaptive_run is not None:
+            record = self.record.copy()
+            settings = RefinementSettings(method="followed", norm=self.adaptive_run.norm,
+                                          tau=self.settings.tau).resolved(record)
+            plan = self.adaptive_run.plan
+            return RefinedSchedule(record=record, multipliers=plan.multipliers(), settings=settings,
+                                   explanation=describe_adaptive(self.adaptive_run.adaptive()),
+                                   adaptive=self.adaptive_run.adaptive())
         return build_schedule(self.record.copy(), self.settings)
 
     def write_schedule_file(self, path) -> RefinedSchedule | None:
@@ -251,8 +281,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
         try:
             schedule = self.refined_schedule()
         except ValueError as error:
-            logger.warning("RefinementCallback: not writing %s: %s The record itself is kept in %s beside it.", path,
-                           error, RECORD_FILE_NAME)
+            self.once.say(("not writing", type(error)), logger, "RefinementCallback: not writing %s yet: %s The record "
+                          "is kept in %s beside it.", os.path.basename(path), error, RECORD_FILE_NAME)
             return None
         save_schedule_file(schedule, path)
         return schedule

@@ -4,6 +4,8 @@ Without a schedule file: transformers' `linear` lambda (`functools.partial` of a
 With one: a `MultiplierLambda` lambda whose attributes (the multipliers, their source and digest) are part of the
 scheduler's `state_dict()` (LambdaLR saves a callable object's `__dict__`), so every checkpoint pins the schedule the
 run started with; the multipliers are a float64 tensor, which the Trainer's weights-only `scheduler.pt` load accepts.
+With `adapt`: an `AdaptiveLambda`, whose plan (`core.adaptive.AdaptivePlan`, primitives only) is its one attribute, so
+a checkpoint keeps what the run decided; the recorder (`trainer.adaptive_run`) hands it the decision.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from ..core.adaptive import AdaptivePlan
 from ..core.shapes import resample_schedule
+from .messages import say
 from .scheduler_kwargs import prepared_for
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,40 @@ class MultiplierLambda:
         return multiplier
 
 
+class AdaptiveLambda:
+    """LR multiplier of step t in an adaptive run: ``plan.multiplier(t)``. The plan, and what the rule read when it
+    decided, are kept as plain values: the scheduler's checkpoint holds them."""
+
+    def __init__(self, plan: AdaptivePlan):
+        self.plan = plan.state()
+        self.reading = None
+
+    @property
+    def current(self) -> AdaptivePlan:
+        return AdaptivePlan(**self.plan)
+
+    def adopt(self, plan: AdaptivePlan, reading: dict | None = None) -> None:
+        self.plan, self.reading = plan.state(), reading
+
+    def __call__(self, current_step: int) -> float:
+        return self.current.multiplier(current_step)
+
+
+def adaptive_lambda_of(scheduler) -> AdaptiveLambda | None:
+    """The `AdaptiveLambda` of a `linear_refined` scheduler with `adapt`, else None."""
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    return lambdas[0] if lambdas and isinstance(lambdas[0], AdaptiveLambda) else None
+
+
+def apply_current_lr(scheduler) -> None:
+    """Set every parameter group's LR from the scheduler's lambdas at its current step (after a plan changed): the
+    value `scheduler.step()` set a moment ago, recomputed."""
+    values = [base * lam(scheduler.last_epoch) for base, lam in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, value in zip(scheduler.optimizer.param_groups, values):
+        group["lr"] = value
+    scheduler._last_lr = values
+
+
 class LinearRefinedLR(LambdaLR):
     """`LambdaLR` that, when a checkpoint is loaded, keeps the checkpoint's schedule and says if the file changed."""
 
@@ -52,14 +90,20 @@ class LinearRefinedLR(LambdaLR):
         # LambdaLR.load_state_dict updates the lambda object in place: note what this run's file gave before it does.
         current = self.lr_lambdas[0]
         current_digest, current_source = getattr(current, "sha256", None), getattr(current, "source", None)
+        current_plan = dict(getattr(current, "plan", {}))
         super().load_state_dict(state_dict)
         restored = self.lr_lambdas[0]
         if isinstance(restored, MultiplierLambda) and restored.sha256 != current_digest:
-            logger.warning(
-                "linear_refined: resuming with the schedule pinned in the checkpoint (from %s, sha256 %s...); the "
-                "schedule file %s now gives a different schedule (sha256 %s...): it was replaced or refined again "
+            say(logger, "linear_refined: resuming with the schedule pinned in the checkpoint (from %s, sha256 %s...); "
+                "the schedule file %s now gives a different schedule (sha256 %s...): it was replaced or refined again "
                 "after this run started. The run keeps the checkpoint's schedule; start a new run to use the new file.",
                 restored.source, restored.sha256[:12], current_source, (current_digest or "none")[:12])
+        if isinstance(restored, AdaptiveLambda):
+            asked = {key: value for key, value in current_plan.items() if key not in ("decision", "decided_at")}
+            kept = {key: value for key, value in restored.plan.items() if key not in ("decision", "decided_at")}
+            if asked and asked != kept:
+                say(logger, "linear_refined: resuming with the checkpoint's adaptive plan (%s); this run's arguments "
+                    "ask for %s. The run keeps the checkpoint's plan; start a new run to change it.", kept, asked)
 
 
 def get_linear_refined_schedule(optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int,
@@ -82,6 +126,9 @@ def get_linear_refined_schedule(optimizer: Optimizer, num_warmup_steps: int, num
             `RefinementCallback` or `hf-linear-decay refine`.
         method, norm, tau, power, method_options (*optional*): refine again on the fly from the file's record with
             these settings instead of using its stored multipliers (see `core.settings.RefinementSettings`).
+        adapt (`bool`, *optional*), adapt_options (`dict`, *optional*): without a schedule file, adapt the schedule
+            to the norms this run records (`core.adaptive`): linear decay (or a stable phase) that switches once to
+            a hold and a cooldown where the norm rises as in LLM pretraining.
 
     Example (as a Trainer scheduler type, after `import hf_linear_decay`):
         ```python
@@ -92,12 +139,15 @@ def get_linear_refined_schedule(optimizer: Optimizer, num_warmup_steps: int, num
     if num_training_steps is None or num_training_steps < 1:
         raise ValueError(f"linear_refined requires `num_training_steps` >= 1, got {num_training_steps!r}.")
     prepared = prepared_for(scheduler_kwargs)  # validated (and the file read) at Trainer construction, when built there
+    if prepared.options.adapt is not None:
+        plan = AdaptivePlan.from_options(num_training_steps, num_warmup_steps, prepared.options.adapt)
+        return LinearRefinedLR(optimizer, AdaptiveLambda(plan), last_epoch)
     if prepared.schedule is None:
         lr_lambda = partial(_linear_lr_lambda, num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps)
         return LambdaLR(optimizer, lr_lambda, last_epoch)
     schedule, path = prepared.schedule, prepared.options.schedule_file
     if schedule.num_steps != num_training_steps:
-        logger.warning("linear_refined: the schedule in %s has %d steps; resampling it to this run's %d steps by "
-                       "training progress.", path, schedule.num_steps, num_training_steps)
+        say(logger, "linear_refined: the schedule in %s has %d steps; resampling it to this run's %d steps by training "
+            "progress.", path, schedule.num_steps, num_training_steps)
     multipliers = torch.from_numpy(resample_schedule(schedule.multipliers, num_training_steps))
     return LinearRefinedLR(optimizer, MultiplierLambda(multipliers, num_warmup_steps, path), last_epoch)

@@ -49,13 +49,14 @@ def _check_flag(value, *, name: str) -> bool:
 
 def _validators() -> dict:
     """Key -> validator. `record_norms`: pass 1 records by default, pass 2 only when it is true."""
+    from ..core.adaptive import check_adapt_options
     from ..core.methods import check_method
     from ..core.norms import check_norm
     from ..core.refine import check_power, check_tau
 
     return {"schedule_file": _check_path, "method": check_method, "norm": check_norm, "tau": check_tau,
             "power": check_power, "method_options": _check_options, "record_norms": _check_flag,
-            "resume_without_record": _check_flag}
+            "resume_without_record": _check_flag, "adapt": _check_flag, "adapt_options": check_adapt_options}
 
 
 def _check_options(value, *, name: str) -> dict:
@@ -65,18 +66,20 @@ def _check_options(value, *, name: str) -> dict:
 
 
 SCHEDULER_KEYS = ("schedule_file", "method", "norm", "tau", "power", "method_options", "record_norms",
-                  "resume_without_record")
+                  "resume_without_record", "adapt", "adapt_options")
 REFINEMENT_KEYS = {"method": "method", "norm": "norm", "tau": "tau", "power": "power", "method_options": "options"}
 
 
 @dataclass(frozen=True)
 class SchedulerOptions:
-    """Validated `lr_scheduler_kwargs`: the schedule file, refinement overrides, and whether to record norms."""
+    """Validated `lr_scheduler_kwargs`: the schedule file, refinement overrides, whether to record norms, and, for an
+    adaptive run, adapt's options (every one filled in; `None` when the run does not adapt)."""
 
     schedule_file: str | None = None
     overrides: dict = field(default_factory=dict)  # RefinementSettings fields, validated (options: see with_checked)
     record_norms: bool | None = None
     resume_without_record: bool = False
+    adapt: dict | None = None
 
     @property
     def records(self) -> bool:
@@ -104,8 +107,20 @@ def parse_scheduler_kwargs(kwargs) -> SchedulerOptions:
     if "schedule_file" not in checked and overrides:
         raise ValueError("`lr_scheduler_kwargs` keys `method`, `norm`, `tau`, `power` and `method_options` re-refine a "
                          "schedule file's record; also pass `schedule_file`, or drop them for plain linear decay.")
+    adapt = checked.get("adapt", False)
+    if "adapt_options" in checked and not adapt:
+        raise ValueError("`lr_scheduler_kwargs['adapt_options']` sets up an adaptive run; add \"adapt\": true, or drop "
+                         "it.")
+    if adapt and "schedule_file" in checked:
+        raise ValueError("`lr_scheduler_kwargs['adapt']` makes the schedule of a run without a schedule file, and "
+                         f"`schedule_file` ({checked['schedule_file']}) already fixes it; drop one of the two.")
+    if adapt and checked.get("record_norms") is False:
+        raise ValueError("`lr_scheduler_kwargs['adapt']` decides from the norms the run records; "
+                         "`record_norms: false` would leave it nothing to read. Drop `record_norms`.")
+    if adapt and "adapt_options" not in checked:
+        checked["adapt_options"] = validators["adapt_options"]({}, name="lr_scheduler_kwargs['adapt_options']")
     return SchedulerOptions(checked.get("schedule_file"), overrides, checked.get("record_norms"),
-                            checked.get("resume_without_record", False))
+                            checked.get("resume_without_record", False), checked["adapt_options"] if adapt else None)
 
 
 @dataclass(eq=False)

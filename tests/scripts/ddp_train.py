@@ -15,7 +15,7 @@ import os
 
 import hf_linear_decay
 from recipes.gloo_exit import leave_process_group
-from tests.tiny import RegressionData, StopAt, TinyRegressor
+from tests.tiny import NormalisedRegressor, RegressionData, StopAt, TinyRegressor
 from transformers import Trainer, TrainingArguments
 
 
@@ -30,6 +30,8 @@ def main():
     parser.add_argument("--stop_at", type=int, default=0)
     parser.add_argument("--resume", default=None)
     parser.add_argument("--zero_stage", type=int, default=None, help="run under DeepSpeed ZeRO (DS_ACCELERATOR=cpu)")
+    parser.add_argument("--adapt", action="store_true", help="an adaptive run: a model whose norm rises under AdamW's "
+                        "weight decay (tests.tiny.NormalisedRegressor), lr_scheduler_kwargs adapt")
     parser.add_argument("--more", default="[]", help="JSON list of option overrides: more runs in these processes")
     options = parser.parse_args()
     for overrides in [{}, *json.loads(options.more)]:
@@ -51,16 +53,21 @@ def train(options):
         save_steps=options.save_steps or 500, disable_tqdm=True, seed=0, data_seed=0, optim="adamw_torch",
         dataloader_num_workers=0, deepspeed=deepspeed,
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and deepspeed is None else None,
+        **(dict(weight_decay=2.0, warmup_steps=10, lr_scheduler_kwargs={"adapt": True}) if options.adapt else {}),
     )
     callback = hf_linear_decay.RefinementCallback()
     callbacks = [callback] + ([StopAt(options.stop_at)] if options.stop_at else [])
-    trainer = Trainer(TinyRegressor(), args, train_dataset=RegressionData(size=128), callbacks=callbacks)
+    model = NormalisedRegressor() if options.adapt else TinyRegressor()
+    trainer = Trainer(model, args, train_dataset=RegressionData(size=256 if options.adapt else 128),
+                      callbacks=callbacks)
     trainer.train(resume_from_checkpoint=options.resume)
     # Every rank reports what it recorded, so the test can check that the ranks agree.
     with open(os.path.join(options.output_dir, f"record_rank{args.process_index}.json"), "w") as handle:
         json.dump({"world_size": args.world_size, "grad_norm_l2": callback.record.grad_norm_l2.tolist(),
                    "grad_norm_l1": callback.record.grad_norm_l1.tolist(), "lr": callback.record.lr.tolist(),
                    "measurement": callback.measurement,
+                   "logged_lr": [h["learning_rate"] for h in trainer.state.log_history if "loss" in h],
+                   "plan": callback.adaptive_run.plan.state() if callback.adaptive_run else None,
                    "logged_grad_norm": [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]},
                   handle)
 
