@@ -61,12 +61,20 @@ BASELINES = {
     # Schedule-free AdamW (Defazio et al. 2024): a constant scheduler, the warm-up inside the optimizer (transformers
     # passes `warmup_steps` to it), the same betas and weight decay; it usually wants a higher LR than AdamW.
     "schedule_free": ("constant", WARMUP, {}, "schedule_free_adamw", 2.0),
+    # One run that adapts its own schedule (`lr_scheduler_kwargs={"adapt": true}`, hf_linear_decay.core.adaptive):
+    # linear decay that switches to a hold and a 1-sqrt cooldown over the last 20% where the norm rises (holding its
+    # LR, or back to the peak), or a stable phase that cools down there or turns to linear decay at the deadline.
+    "adapt_linear": ("linear_refined", WARMUP, {"adapt": True}),
+    "adapt_linear_peak": ("linear_refined", WARMUP, {"adapt": True, "adapt_options": {"switch": "peak"}}),
+    "adapt_stable": ("linear_refined", WARMUP, {"adapt": True, "adapt_options": {"start": "stable"}}),
 }
 REFERENCE = "linear_warmup"
 #: The WSD runs of a problem: its best is "the best of WSD" in the targets.
 WSD_NAMES = ("wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20")
+#: The one-run adaptive schedules (this package's `adapt`).
+ADAPTIVE_NAMES = ("adapt_linear", "adapt_linear_peak", "adapt_stable")
 #: The baselines the new problems run (cosine to 10% and `guarded`, which equals pass 1, only on python_tiny).
-CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES, "schedule_free")
+CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES, "schedule_free", *ADAPTIVE_NAMES)
 PROBLEMS["docs_tiny"]["baselines"] = PROBLEMS["docs_tiny_long"]["baselines"] = CORE_BASELINES
 PROBLEMS["docs_20tpp"]["baselines"] = CORE_BASELINES
 for _name in ("docs_tiny", "docs_tiny_long", "docs_20tpp"):

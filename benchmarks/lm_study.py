@@ -79,7 +79,10 @@ def train_one(job: dict) -> dict:
     loss = trainer.evaluate()["eval_loss"]
     history = trainer.state.log_history
     schedule_file = os.path.join(job["out_dir"], hf_linear_decay.SCHEDULE_FILE_NAME)
-    return {"eval_loss": float(loss) if math.isfinite(loss) else None, "seconds": seconds,
+    adaptive = None
+    if "adapt" in spec.get("kwargs", {}) and os.path.isfile(schedule_file):  # what the adaptive run decided
+        adaptive = hf_linear_decay.load_schedule_file(schedule_file).adaptive
+    return {"eval_loss": float(loss) if math.isfinite(loss) else None, "seconds": seconds, "adaptive": adaptive,
             "parameters": model.num_parameters(), "tokens": steps * problem["batch"] * problem["block"],
             "eval_curve": [[e["step"], e["eval_loss"]] for e in history if "eval_loss" in e],
             "train_curve": [[e["step"], e["loss"]] for e in history if "loss" in e],
