@@ -155,3 +155,64 @@ def test_deepspeed_zero_on_cpu_equals_the_plain_run(tmp_path, stage, processes, 
     np.testing.assert_allclose(record["grad_norm_l2"], record["logged_grad_norm"], rtol=1e-6)
     assert min(record["logged_grad_norm"]) > 0.5  # clipping was active: l1 must be the pre-clip value
     assert record["measurement"] == "partitions"  # exact from local partitions, no per-parameter gather
+
+
+# ----- the adaptive run -------------------------------------------------------------------------------------------
+ADAPT = ("--adapt", "--max_steps", "200")
+
+
+def adaptive_report(folder, rank=0):
+    return json.load(open(os.path.join(folder, f"record_rank{rank}.json")))
+
+
+def said(stderr, start):
+    return [line for line in stderr.splitlines() if line.startswith(start)]
+
+
+@pytest.fixture(scope="module")
+def adaptive_single(tmp_path_factory):
+    """An adaptive run in one process with the global batch (8): the reference of the multi-process ones."""
+    folder = str(tmp_path_factory.mktemp("adaptive_single"))
+    launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "8", *ADAPT)
+    report = adaptive_report(folder)
+    assert report["plan"]["decision"] == "cooldown"
+    return report
+
+
+def test_an_adaptive_run_takes_one_decision_on_two_processes_and_says_it_once(tmp_path, adaptive_single):
+    folder = str(tmp_path / "ddp")
+    result = launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "4", *ADAPT, processes=2)
+    ranks = [adaptive_report(folder, rank) for rank in (0, 1)]
+    assert ranks[0]["plan"] == ranks[1]["plan"] == adaptive_single["plan"]  # every rank, as one process decides
+    assert ranks[0]["lr"] == ranks[1]["lr"]
+    np.testing.assert_allclose(ranks[0]["logged_lr"], adaptive_single["logged_lr"], rtol=1e-12)
+    assert len(said(result.stderr, "linear_refined: adapting at step")) == 1, result.stderr[-3000:]
+    assert len(said(result.stderr, "RefinementCallback: wrote")) == 1
+
+
+def test_an_adaptive_run_resumed_after_its_switch_on_another_world_size(tmp_path, adaptive_single):
+    folder = str(tmp_path / "switch")
+    stopped = launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "4", *ADAPT, "--save_steps", "100",
+                     "--stop_at", "100", processes=2)
+    assert said(stopped.stderr, "RefinementCallback: not writing refined_schedule.safetensors yet: the run stopped at "
+                                "step 100 of its 200") != []
+    resumed = launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "8", *ADAPT, "--resume",
+                     os.path.join(folder, "checkpoint-100"))
+    report = adaptive_report(folder)
+    assert report["world_size"] == 1 and report["plan"] == adaptive_single["plan"]
+    np.testing.assert_allclose(report["logged_lr"], adaptive_single["logged_lr"], rtol=1e-12)
+    assert not said(resumed.stderr, "linear_refined: adapting")  # decided before the checkpoint: not again
+    assert schedule(folder).adaptive["plan"] == adaptive_single["plan"]
+
+
+def test_an_adaptive_run_under_deepspeed_zero_decides_as_the_plain_run(tmp_path, adaptive_single):
+    pytest.importorskip("deepspeed")
+    os.environ["DS_ACCELERATOR"] = "cpu"
+    try:
+        launch(DDP_SCRIPT, "--output_dir", str(tmp_path / "zero"), "--batch_size", "8", "--zero_stage", "2", *ADAPT,
+               torchrun=True)
+    finally:
+        del os.environ["DS_ACCELERATOR"]
+    report = adaptive_report(tmp_path / "zero")
+    assert report["plan"] == adaptive_single["plan"] and report["measurement"] == "partitions"
+    np.testing.assert_allclose(report["logged_lr"], adaptive_single["logged_lr"], rtol=1e-12)

@@ -266,7 +266,11 @@ class RefinementCallback(TrainerCallback, ExportableState):
         """The record so far, refined with this callback's settings; in an adaptive run, the schedule it followed."""
         self._flush()
         if self.adaptive_run is not None:
-            record = self.record.copy()
+            record, planned = self.record.copy(), self.adaptive_run.plan.num_steps
+            if len(record) != planned:
+                raise ValueError(f"the run stopped at step {len(record)} of its {planned}: an adaptive run writes the "
+                                 "schedule it followed when it completes (its plan and decision are in the checkpoint's "
+                                 "scheduler state meanwhile).")
             settings = RefinementSettings(method="followed", norm=self.adaptive_run.norm,
                                           tau=self.settings.tau).resolved(record)
             plan = self.adaptive_run.plan
