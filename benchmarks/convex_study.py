@@ -37,6 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 GRID_CENTER = {"sgd": 1.0, "adam": 0.01}
 OPTIMIZER_NORM = {"sgd": "l2", "adam": "l1"}
+#: The LM study's one-run adaptive schedules (`lr_scheduler_kwargs={"adapt": true, "adapt_options": ...}`), here
+#: without a warm-up, as linear decay (the reference) runs: no switch gives exactly linear decay.
+ADAPTIVE = {"adapt_linear": {}, "adapt_linear_peak": {"switch": "peak"}, "adapt_stable": {"start": "stable"}}
 OPTIMIZER_NAME = {"sgd": "SGD", "adam": "Adam"}
 
 
@@ -55,21 +58,30 @@ class ConvexStudy:
         self.indices = convex_suite.batch_indices(len(self.X), steps, seeds, batch)
         self.pilot_indices = convex_suite.batch_indices(len(self.X), steps, [10_000 + seeds[-1]], batch)
         self.seeds, self.grid_points, self.decades = list(seeds), grid_points, decades
-        self.rows, self.results = [], {}
+        self.rows, self.results, self.decisions = [], {}, {}
 
-    def evaluate(self, name, multipliers, lrs):
-        W, _ = convex_suite.train(self.X, self.y, self.classes, multipliers, lrs, self.indices, self.optimizer)
+    def evaluate(self, name, multipliers, lrs, adaptive=None):
+        schedules = None
+        if adaptive is not None:
+            schedules = convex_suite.AdaptiveSchedules(adaptive, self.steps, (len(lrs), len(self.seeds)),
+                                                       ["l2", "l1"].index(OPTIMIZER_NORM[self.optimizer]))
+        W, _ = convex_suite.train(self.X, self.y, self.classes, multipliers, lrs, self.indices, self.optimizer,
+                                  adaptive=schedules)
+        if schedules is not None:
+            self.decisions.setdefault(name, {}).update(
+                {float(lr): row for lr, row in zip(lrs, schedules.decisions())})
         subs = np.maximum(convex_suite.full_objective(W, self.X, self.y) - self.fstar, 0.0)
         for lr, row in zip(lrs, subs):
             for seed, value in zip(self.seeds, row):
                 self.rows.append((self.problem, self.optimizer, name, float(lr), seed, float(value)))
         return subs
 
-    def best(self, name, multipliers, center):
-        """Search the LR grid around `center`, extending it at an edge (4 points at a time) until the best is inside."""
+    def best(self, name, multipliers, center, adaptive=None):
+        """Search the LR grid around `center`, extending it at an edge (4 points at a time) until the best is inside.
+        With `adaptive` (adapt's options), each (LR, seed) is an adaptive run instead of following `multipliers`."""
         step = self.decades / (self.grid_points - 1)
         lrs = _grid(center, self.grid_points, self.decades)
-        subs = self.evaluate(name, multipliers, lrs)
+        subs = self.evaluate(name, multipliers, lrs, adaptive)
         for _ in range(6):
             index = int(np.argmin(subs.mean(axis=1)))
             if 0 < index < len(lrs) - 1:
@@ -77,12 +89,16 @@ class ConvexStudy:
             side = -1 if index == 0 else 1
             edge = lrs[0] if side < 0 else lrs[-1]
             more = edge * 10 ** (side * step * np.arange(1, 5))
-            more_subs = self.evaluate(name, multipliers, more)
+            more_subs = self.evaluate(name, multipliers, more, adaptive)
             lrs = np.concatenate([more[::-1], lrs]) if side < 0 else np.concatenate([lrs, more])
             subs = np.concatenate([more_subs[::-1], subs]) if side < 0 else np.concatenate([subs, more_subs])
         index = int(np.argmin(subs.mean(axis=1)))
         self.results[name] = {"best_lr": float(lrs[index]), "per_seed": subs[index].tolist(),
-                              "edge": index in (0, len(lrs) - 1), "area": schedule_shapes.area(multipliers)}
+                              "edge": index in (0, len(lrs) - 1)}
+        if adaptive is None:
+            self.results[name]["area"] = schedule_shapes.area(multipliers)
+        else:  # what each seed's run decided at the best LR
+            self.results[name]["decisions"] = self.decisions[name][float(lrs[index])]
         return lrs[index]
 
     def pass_one(self, multipliers, lr):
@@ -100,8 +116,8 @@ class ConvexStudy:
 
         shapes = schedule_shapes.baselines(self.steps)
         coarse = ConvexStudy.__new__(ConvexStudy)  # a quick 6-decade scan of linear decay picks the grid centre
-        coarse.__dict__.update(self.__dict__, rows=[], results={}, indices=self.indices[:3], seeds=self.seeds[:3],
-                               grid_points=13, decades=6.0)
+        coarse.__dict__.update(self.__dict__, rows=[], results={}, decisions={}, indices=self.indices[:3],
+                               seeds=self.seeds[:3], grid_points=13, decades=6.0)
         center = coarse.best("linear", shapes["linear"], GRID_CENTER[self.optimizer])
         for name, multipliers in shapes.items():
             self.best(name, multipliers, center)
@@ -111,7 +127,7 @@ class ConvexStudy:
         # A pass 1 4x shorter (linear decay over T/4 steps); linear_refined resamples its schedule to T by progress.
         short = self.pass_one(schedule_shapes.scheduler_multipliers("linear", self.steps // 4), linear_lr)
         refined = {}
-        for method in METHODS:
+        for method in (name for name in METHODS if name != "followed"):  # followed: pass 1 itself, linear decay
             refined[method] = schedule_shapes.refined_through_the_package(record, method, self.steps)
             refined[f"{method}_short_pilot"] = schedule_shapes.refined_through_the_package(short, method, self.steps)
         refined["paper_constant_pilot"] = schedule_shapes.refined_through_the_package(pilot, "paper", self.steps)
@@ -119,6 +135,9 @@ class ConvexStudy:
         for name, multipliers in refined.items():
             self.best(name, multipliers, center)
             self.results[name]["refined"] = True
+        for name, options in ADAPTIVE.items():
+            self.best(name, None, center, adaptive=options)
+            self.results[name]["adaptive"] = True
         return self.problem, self.optimizer, self.results, self.rows
 
 

@@ -89,16 +89,44 @@ def batch_indices(n: int, steps: int, seeds, batch: int) -> np.ndarray:
     return np.stack([np.random.default_rng(seed).integers(0, n, size=(steps, batch)) for seed in seeds])
 
 
-def train(X, y, classes, multipliers, lrs, indices, optimizer: str, record_norms: bool = False):
+class AdaptiveSchedules:
+    """One adaptive run per (LR, seed), as `lr_scheduler_kwargs={"adapt": true, "adapt_options": options}` makes it:
+    each watches its own norms (the norm the package picks for the optimizer) and decides on its own."""
+
+    def __init__(self, options: dict, num_steps: int, shape: tuple, norm_index: int):
+        from hf_linear_decay.core.adaptive import AdaptivePlan, AdaptiveWatch
+
+        plan = AdaptivePlan.from_options(num_steps, 0, options)
+        self.watches = np.array([[AdaptiveWatch(plan) for _ in range(shape[1])] for _ in range(shape[0])])
+        self.norm_index = norm_index
+
+    def multipliers(self, step: int, norms: np.ndarray) -> np.ndarray:
+        """The LR multipliers of `step` for every (LR, seed), after the checks due at `step` (norms: steps < step)."""
+        out = np.empty(self.watches.shape)
+        for index, watch in np.ndenumerate(self.watches):
+            if watch.plan.decision is None and watch.is_check(step):
+                values = norms[index][:step, self.norm_index]
+                plan, _ = watch.decide(values, np.zeros(step, bool), step)
+                if plan is not None:
+                    watch.plan = plan
+            out[index] = watch.plan.multiplier(step)
+        return out
+
+    def decisions(self) -> list:
+        return [[(watch.plan.decision, watch.plan.decided_at) for watch in row] for row in self.watches]
+
+
+def train(X, y, classes, multipliers, lrs, indices, optimizer: str, record_norms: bool = False, adaptive=None):
     """Run every (LR, seed) pair at once; returns final W (L, S, d, k) and, if asked, per-step stochastic gradient
-    norms (L, S, T, 2) as [l2, l1] measured before each update."""
+    norms (L, S, T, 2) as [l2, l1] measured before each update. With `adaptive` (an `AdaptiveSchedules`), each pair
+    follows its own adaptive run instead of `multipliers`."""
     lrs = np.asarray(lrs, dtype=np.float64)
     num_seeds, steps, _ = indices.shape
     W = np.zeros((len(lrs), num_seeds, X.shape[1], classes))
     onehot = np.eye(classes)[y]
     if optimizer == "adam":
         first, second = np.zeros_like(W), np.zeros_like(W)
-    norms = np.empty((len(lrs), num_seeds, steps, 2)) if record_norms else None
+    norms = np.empty((len(lrs), num_seeds, steps, 2)) if record_norms or adaptive is not None else None
     with np.errstate(all="ignore"):
         for t in range(steps):
             Xb, Yb = X[indices[:, t]], onehot[indices[:, t]]  # (S, b, d), (S, b, k)
@@ -110,7 +138,9 @@ def train(X, y, classes, multipliers, lrs, indices, optimizer: str, record_norms
             if norms is not None:
                 norms[:, :, t, 0] = np.sqrt((grad * grad).sum(axis=(2, 3)))
                 norms[:, :, t, 1] = np.abs(grad).sum(axis=(2, 3))
-            step = (lrs * multipliers[t])[:, None, None, None]
+            factor = multipliers[t] if adaptive is None else adaptive.multipliers(t, norms)
+            step = (lrs[:, None] * factor)[:, :, None, None] if adaptive is not None else \
+                (lrs * factor)[:, None, None, None]
             if optimizer == "sgd":
                 W -= step * grad
             else:  # Adam, betas (0.9, 0.999), eps 1e-8, bias-corrected (torch.optim.Adam's update)
