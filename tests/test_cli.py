@@ -116,17 +116,35 @@ def schedule_path(tmp_path):
 def test_export_csv_round_trips_full_precision(schedule_path, capsys, column):
     code, stdout, stderr = run_cli(capsys, "export", schedule_path, "--csv", "--column", column)
     assert code == 0, stderr
-    values = [float(line) for line in stdout.splitlines()]
+    header, *rows = stdout.splitlines()
+    assert header == f"step,{column}"
+    assert [int(row.split(",")[0]) for row in rows] == list(range(200))
+    values = [float(row.split(",")[1]) for row in rows]
     schedule = load_schedule_file(schedule_path)
     expected = (schedule.multipliers if column == "multipliers" else getattr(schedule, column)).astype(np.float64)
     np.testing.assert_array_equal(values, expected)  # bit-exact, NaN included
+    code, again, _ = run_cli(capsys, "export", schedule_path, "--column", column)  # CSV is the default
+    assert code == 0 and again == stdout
 
 
-def test_export_unrecorded_column_and_missing_format(schedule_path, capsys):
+def test_an_exported_l1_column_refines_back_as_l1_norms(tmp_path, capsys):
+    norms = np.geomspace(3.0, 9.0, 120)
+    source = make_file(tmp_path / "s.safetensors", RefinementSettings(method="paper"), grad_norm_l1=norms,
+                       lr=np.full(120, 1e-3))
+    code, stdout, _ = run_cli(capsys, "export", source, "--column", "grad_norm_l1")
+    exported = tmp_path / "l1.csv"
+    exported.write_text(stdout)
+    code, _, stderr = run_cli(capsys, "refine", exported, "-o", tmp_path / "back.safetensors", "--method", "paper")
+    assert code == 0, stderr
+    back = load_schedule_file(tmp_path / "back.safetensors")
+    assert (back.norm, back.power) == ("l1", 1.0) and back.recorded == ("grad_norm_l1",)
+    np.testing.assert_array_equal(back.grad_norm_l1, norms)
+    np.testing.assert_allclose(back.multipliers, refine_schedule(norms, power=1), atol=1e-15)
+
+
+def test_export_unrecorded_column(schedule_path, capsys):
     code, _, stderr = run_cli(capsys, "export", schedule_path, "--csv", "--column", "grad_norm_l1")
-    assert code == 2 and "was not recorded" in stderr
-    code, _, stderr = run_cli(capsys, "export", schedule_path)
-    assert code == 2 and "--csv" in stderr and len(stderr.strip().splitlines()) == 1
+    assert code == 2 and "was not recorded" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_inspect_text_and_json(schedule_path, capsys):

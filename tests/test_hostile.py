@@ -98,6 +98,35 @@ def test_export_to_a_full_disk_or_a_closed_stdout_fails_with_one_line(schedule_f
     assert "Traceback" not in closed.stderr
 
 
+@pytest.mark.parametrize("subcommand", ["export", "inspect"])
+def test_output_to_a_filesystem_that_fills_up_fails_with_one_line(tmp_path, subcommand):
+    """A real full filesystem (a 16 KiB tmpfs) takes the first 16 KiB and refuses the rest: Python's buffered writer
+    reports that short write as success, so the command must write and count every byte itself."""
+    from hf_linear_decay.core.record import NormRecord, RunInfo
+    from hf_linear_decay.core.schedule import build_schedule
+    from hf_linear_decay.files.schedule_file import save_schedule_file
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("this machine does not let the tests mount a small tmpfs")
+    try:
+        record = NormRecord.from_columns({"grad_norm_l1": np.linspace(1, 2, 5000), "lr": np.linspace(1, 1e-3, 5000)},
+                                         run=RunInfo(optimizer="AdamW"))
+        path = save_schedule_file(build_schedule(record), tmp_path / "big.safetensors")
+        argv = {"export": ["export", path], "inspect": ["inspect", path, "--json"]}[subcommand]
+        if subcommand == "inspect":
+            (small / "filler").write_bytes(b"x" * 13000)  # the summary is under 4 KiB: leave it less than a page
+        with open(small / "out", "w") as target:
+            result = subprocess.run([sys.executable, "-m", "hf_linear_decay", *map(str, argv)], stdout=target,
+                                    stderr=subprocess.PIPE, text=True)
+        assert result.returncode == 2, (result.returncode, os.path.getsize(small / "out"))
+        assert "No space left on device" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
 # ----- no tracebacks: exit 2 and one line ------------------------------------------------------------------------
 def rewrite(path, **tensors):
     """The schedule file at `path` again, with some tensors replaced (any dtype safetensors stores)."""

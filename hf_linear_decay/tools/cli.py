@@ -3,7 +3,7 @@
 Subcommands (the table `SUBCOMMANDS`: each a function that adds its arguments and one that runs it):
 - `refine INPUT -o OUT [--method M] [--tau 0.1] [--norm l1|l2] [--power P] [--option NAME=VALUE] [--column NAME]`:
   build a schedule file from any input `files.readers.INPUT_FORMATS` reads;
-- `export FILE --csv [--column multipliers]`: print one column, one value per line, full float precision;
+- `export FILE [--column multipliers]`: print one column as CSV (`step,<column>`), full float precision;
 - `inspect FILE [--json]`: peak, warm-up, distance from pass 1's schedule, skipped steps, metadata;
 - `plot FILE -o PNG`: raw and smoothed norms, and the refined schedule beside pass 1's and cosine;
 - `compare RUN... [-o PNG]`: LR, train and eval loss of several runs from their trainer_state.json, and a table.

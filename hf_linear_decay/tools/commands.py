@@ -109,13 +109,15 @@ def refine(args) -> None:
 
 def export_arguments(parser) -> None:
     parser.add_argument("file", metavar="FILE")
-    export_format = parser.add_mutually_exclusive_group(required=True)
-    export_format.add_argument("--csv", action="store_true", help="one value per line, full float precision")
+    parser.add_argument("--csv", action="store_true", help="CSV (the default and only format; kept for scripts that "
+                        "pass it)")
     parser.add_argument("--column", default="multipliers", choices=("multipliers", *RECORD_COLUMNS, "skipped"),
                         help="column to print (default: multipliers)")
 
 
 def export(args) -> None:
+    """A CSV with a header (`step,<column>`) and one row per optimizer step, full float precision: `refine` reads it
+    back with the norm its column names."""
     from ..files.schedule_file import load_schedule_file
 
     schedule = load_schedule_file(args.file)
@@ -124,10 +126,12 @@ def export(args) -> None:
                          f"{list(schedule.recorded)}).")
     values = schedule.multipliers if args.column == "multipliers" else getattr(schedule.record, args.column)
     values = values.astype(int) if args.column == "skipped" else values
+    print_checked(f"step,{args.column}")
     # repr of a Python float is the shortest string that reads back to the same double; written in chunks.
     chunk = 1 << 16
     for start in range(0, len(values), chunk):
-        print_checked("\n".join(map(repr, values[start : start + chunk].tolist())))
+        rows = values[start : start + chunk].tolist()
+        print_checked("\n".join(f"{start + index},{value!r}" for index, value in enumerate(rows)))
 
 
 def inspect_arguments(parser) -> None:

@@ -4,11 +4,14 @@
   through another name), and must be a regular file if it exists; a symbolic link is written through to its target
   (the link stays). The atomic writer (`files.atomic`) refuses non-regular targets for every writer.
 - `print_checked`: stdout written and flushed with its errors turned into one line (a full disk or a closed stdout
-  must not end with exit code 0 and a cut file).
+  must not end with exit code 0 and a cut file). Where stdout is a file descriptor, the bytes are written with
+  `os.write` until all of them are out: Python's buffered writer can report success after a short write on a full
+  filesystem, leaving a cut file and exit code 0.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -40,14 +43,37 @@ def check_output(path, inputs=()) -> str:
     return target if os.path.islink(path) else path
 
 
+def _descriptor(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured or in-memory stream
+        return None
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(descriptor, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "nothing was written")
+        view = view[written:]
+
+
 def print_checked(text: str | None) -> None:
-    """Print `text` (None: only flush) to stdout; a failed write or flush raises `OutputError`."""
-    if sys.stdout is None:
+    """Print `text` (None: only flush) to stdout; a failed or short write or flush raises `OutputError`."""
+    stream = sys.stdout
+    if stream is None:
         raise OutputError("standard output is closed; nothing could be printed (drop `>&-`).")
     try:
-        if text is not None:
-            sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+        stream.flush()  # what Python holds already goes first
+        descriptor = _descriptor(stream)
+        if text is None:
+            return
+        if descriptor is None:
+            stream.write(text + "\n")
+            stream.flush()
+        else:
+            _write_all(descriptor, (text + "\n").encode(stream.encoding or "utf-8", stream.errors or "strict"))
     except BrokenPipeError:
         raise
     except OSError as error:
