@@ -274,8 +274,8 @@ def test_a_kill_right_after_the_checkpoint_state_is_written_loses_no_record(make
     assert final.sha256() == load_record_file(tmp_path / "whole" / "norm_record.safetensors").sha256()
 
 
-def test_a_resume_whose_record_was_lost_stops_unless_told_to_go_on(make_args, tmp_path):
-    from hf_linear_decay.files.checkpoint_record import MissingRecordError
+def test_a_resume_whose_record_was_lost_stops_unless_told_to_go_on(make_args, tmp_path, caplog):
+    from hf_linear_decay.trainer.resume import MissingRecordError
 
     args = make_args(output_dir=str(tmp_path / "run"), max_steps=8, save_strategy="steps", save_steps=2)
     train(args, [StopAt(4)])
@@ -284,14 +284,23 @@ def test_a_resume_whose_record_was_lost_stops_unless_told_to_go_on(make_args, tm
         train(args, resume=str(tmp_path / "run" / "checkpoint-4"))
     message = str(error.value)
     assert "checkpoint-4 points to a record of its 4 steps that cannot be used" in message
+    assert "its norm_record.safetensors is missing (deleted, or not copied with the checkpoint)" in message
+    assert "pass the path" not in message  # no command-line hint inside a Trainer
     assert "resume from " + str(tmp_path / "run" / "checkpoint-2") + ", which has its record" in message
     assert '{"resume_without_record": true}' in message
     args.lr_scheduler_kwargs = {"resume_without_record": True}
     os.remove(tmp_path / "run" / "refined_schedule.safetensors")  # the stopped first part's
-    train(args, resume=str(tmp_path / "run" / "checkpoint-4"))
+    with caplog.at_level("WARNING", logger="hf_linear_decay"):
+        train(args, resume=str(tmp_path / "run" / "checkpoint-4"))
     record = load_record_file(tmp_path / "run" / "norm_record.safetensors")
     np.testing.assert_array_equal(record.skipped, [1, 1, 1, 1, 0, 0, 0, 0])  # unknown, and said to be
     assert not (tmp_path / "run" / "refined_schedule.safetensors").exists()  # 50% unknown: refused (25% rule)
+    said = [line for line in caplog.messages if line.startswith("RefinementCallback")]
+    unknown = [line for line in said if "marked unknown" in line]
+    assert len(unknown) == 1 and "Going on as asked (resume_without_record); its 4 steps before step 4" in unknown[0]
+    assert not [line for line in said if "marked skipped" in line]
+    refused = [line for line in said if "not writing" in line]  # at the end only, not at checkpoints 6 and 8
+    assert len(refused) == 1 and "4 of 8 steps (50%)" in refused[0]
 
 
 @pytest.mark.parametrize("method, says", [

@@ -194,7 +194,7 @@ def test_an_adaptive_run_resumed_after_its_switch_on_another_world_size(tmp_path
     folder = str(tmp_path / "switch")
     stopped = launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "4", *ADAPT, "--save_steps", "100",
                      "--stop_at", "100", processes=2)
-    assert said(stopped.stderr, "RefinementCallback: not writing refined_schedule.safetensors yet: the run stopped at "
+    assert said(stopped.stderr, "RefinementCallback: not writing refined_schedule.safetensors: the run stopped at "
                                 "step 100 of its 200") != []
     resumed = launch(DDP_SCRIPT, "--output_dir", folder, "--batch_size", "8", *ADAPT, "--resume",
                      os.path.join(folder, "checkpoint-100"))

@@ -116,8 +116,7 @@ class NormProfile:
         if not self.rise >= RISE_UNDER_DECAY:
             return f"the norm rose {self.rise:.2f}x from its minimum ({RISE_UNDER_DECAY:g}x needed)"
         if not self.minimum_at <= 0.5:
-            return (f"the norm's minimum came at {self.minimum_at:.0%} of the run, after the first half (a late rise, "
-                    "not the LM regime)")
+            return f"the norm's minimum came late, at {self.minimum_at:.0%} of the run (the first half needed)"
         if not self.lr_end <= 0.5:
             return f"pass 1's LR ended at {self.lr_end:.2f} of its peak (it never decayed below half)"
         return ""

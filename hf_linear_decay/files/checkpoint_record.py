@@ -12,9 +12,8 @@ import os
 from ..core.record import NormRecord
 from .schedule_file import RECORD_FILE_NAME, load_record_file
 
-__all__ = ["CheckpointRecordError", "MissingRecordError", "missing_record_message", "resumed_record",
-           "pointer_attributes", "read_saved_records",
-           "record_from_callback_state", "saved_callback_record"]
+__all__ = ["CheckpointRecordError", "pointer_attributes", "read_saved_records", "record_from_callback_state",
+           "saved_callback_record"]
 
 
 class CheckpointRecordError(ValueError):
@@ -33,7 +32,11 @@ def record_from_callback_state(entry: dict, folder: str, path) -> NormRecord:
         raise CheckpointRecordError(f"{path}: the RefinementCallback entry has no `attributes`; the file is damaged.")
     try:
         if "record_file" in attributes:
-            record = load_record_file(os.path.join(folder, os.path.basename(str(attributes["record_file"]))))
+            name = os.path.basename(str(attributes["record_file"]))
+            if not os.path.lexists(os.path.join(folder, name)):
+                raise CheckpointRecordError(f"{path}: its {name} is missing (deleted, or not copied with the "
+                                            "checkpoint).")
+            record = load_record_file(os.path.join(folder, name))
             if record.sha256() != attributes.get("sha256"):
                 raise CheckpointRecordError(f"{path}: {attributes['record_file']} does not hold the record this state "
                                             "describes (digest differs); it was replaced after the checkpoint was "
@@ -74,37 +77,3 @@ def saved_callback_record(saved, folder: str, global_step: int, path) -> NormRec
         raise CheckpointRecordError(problems[0])
     complete = [record for record in records if len(record) == global_step]
     return (complete or sorted(records, key=len) or [None])[-1]
-
-
-def missing_record_message(checkpoint: str, problems: list[str], global_step: int) -> str:
-    """Why a resume from `checkpoint` stops, and the two ways on: an earlier checkpoint, or the explicit flag."""
-    run_dir = os.path.dirname(os.path.abspath(checkpoint))
-    earlier = sorted((int(name.rsplit("-", 1)[1]), name) for name in os.listdir(run_dir)
-                     if name.startswith("checkpoint-") and name.rsplit("-", 1)[1].isdigit()
-                     and int(name.rsplit("-", 1)[1]) < global_step
-                     and os.path.isfile(os.path.join(run_dir, name, RECORD_FILE_NAME)))
-    where = (f"resume from {os.path.join(run_dir, earlier[-1][1])}, which has its record" if earlier else
-             "resume from an earlier checkpoint that has its record")
-    return (f"RefinementCallback: {checkpoint} points to a record of its {global_step} steps that cannot be used: "
-            f"{problems[0]} Without it the norms of those steps are lost. Either {where}, or go on with those steps "
-            "marked unknown (they count against the 25% refusal when refining): lr_scheduler_kwargs="
-            "{\"resume_without_record\": true} or RefinementCallback(resume_without_record=True).")
-
-
-class MissingRecordError(RuntimeError):
-    """A resume would lose the record its checkpoint points to; the message names the checkpoint and the ways on."""
-
-
-def resumed_record(saved, folder: str, global_step: int, allow_missing: bool, warn) -> NormRecord:
-    """The record a resume from `folder` continues: the saved one covering every step. A pointer to a record that
-    cannot be used raises `MissingRecordError` unless `allow_missing` (then `warn(message)` and the steps it covered
-    are unknown); a checkpoint saved without the callback gives an empty record."""
-    records, problems = read_saved_records(saved, folder, os.path.join(folder, "trainer_state.json"))
-    complete = [record for record in records if len(record) == global_step]
-    if complete:
-        return complete[-1]
-    if problems and not allow_missing:
-        raise MissingRecordError(missing_record_message(folder, problems, global_step))
-    for message in problems:
-        warn(f"{message} The steps it covered are marked unknown.")
-    return max(records, key=len, default=NormRecord())

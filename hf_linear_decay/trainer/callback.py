@@ -20,10 +20,11 @@ from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_rec
 from ..core.adaptive import describe_adaptive
 from ..core.describe import describe_schedule
 from ..files.atomic import remove_stale_temporaries_of_run
-from ..files.checkpoint_record import pointer_attributes, resumed_record
+from ..files.checkpoint_record import pointer_attributes
 from .binding import (bind_trainer, checkpoint_being_saved, find_trainer, other_recorders, run_info, watch_zero_step,
                       zero_optimizer_of)
 from .messages import Once, next_step, say
+from .resume import resumed_record
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._pending: list[list] = []  # [device tensor of norms in table order, lr, optimizer-reported skip]
         self._pre_clip_l2 = self._zero_step = None
         self._checked_steps = 0
+        self._resume_problem = None  # why a resumed record falls short, said with the steps it leaves unknown
         self.adaptive_run = None  # adaptive_run.AdaptiveRun, when the scheduler adapts (lr_scheduler_kwargs adapt)
         self.once = Once()
 
@@ -112,9 +114,12 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._flush()
         self.record.truncate(num_steps)
         padded = self.record.pad_to(num_steps)
-        if padded:
-            logger.warning("RefinementCallback: no record for %d steps before step %d (the checkpoint has none); they "
-                           "are marked skipped and filled from neighbouring steps when refining.", padded, num_steps)
+        if padded:  # one line: why there is no record, and what happens to those steps
+            why, self._resume_problem = self._resume_problem, None
+            say(logger, "RefinementCallback: %s; its %d steps before step %d are marked unknown (filled from "
+                "neighbouring steps when refining; they count against the 25%% refusal).",
+                f"{why} Going on as asked (resume_without_record)" if why else
+                "the checkpoint was saved without a RefinementCallback", padded, num_steps)
         self._checked_steps = min(self._checked_steps, num_steps)
 
     def state(self) -> dict:
@@ -131,8 +136,9 @@ class RefinementCallback(TrainerCallback, ExportableState):
     def _saved_record(self, args, state, checkpoint) -> NormRecord:
         folder = checkpoint if isinstance(checkpoint, str) else os.path.join(args.output_dir,
                                                                              f"checkpoint-{state.global_step}")
-        return resumed_record((state.stateful_callbacks or {}).get(type(self).__name__), folder, state.global_step,
-                              self.resume_without_record, lambda text: logger.warning("RefinementCallback: %s", text))
+        record, self._resume_problem = resumed_record((state.stateful_callbacks or {}).get(type(self).__name__),
+                                                      folder, state.global_step, self.resume_without_record)
+        return record
 
     # ----- events ---------------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
@@ -236,7 +242,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
         # The record is there already (see `state`); the schedule is not for resuming. An adaptive run's schedule is
         # known when it ends (its plan, with the decision, is in the scheduler's checkpoint meanwhile).
         if state.is_world_process_zero and self.adaptive_run is None:
-            self.write_schedule_file(os.path.join(args.output_dir, f"checkpoint-{state.global_step}", self.file_name))
+            self.write_schedule_file(os.path.join(args.output_dir, f"checkpoint-{state.global_step}", self.file_name),
+                                     final=False)
 
     def on_train_end(self, args, state, control, **kwargs):
         self._check_ranks_agree()
@@ -269,8 +276,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
             record, planned = self.record.copy(), self.adaptive_run.plan.num_steps
             if len(record) != planned:
                 raise ValueError(f"the run stopped at step {len(record)} of its {planned}: an adaptive run writes the "
-                                 "schedule it followed when it completes (its plan and decision are in the checkpoint's "
-                                 "scheduler state meanwhile).")
+                                 "schedule it followed when it completes (its plan and decision are in the "
+                                 "checkpoint's scheduler state meanwhile).")
             settings = RefinementSettings(method="followed", norm=self.adaptive_run.norm,
                                           tau=self.settings.tau).resolved(record)
             plan = self.adaptive_run.plan
@@ -279,14 +286,17 @@ class RefinementCallback(TrainerCallback, ExportableState):
                                    adaptive=self.adaptive_run.adaptive())
         return build_schedule(self.record.copy(), self.settings)
 
-    def write_schedule_file(self, path) -> RefinedSchedule | None:
-        """Write the refined schedule file atomically and return it; skipped (with a warning) while it cannot be
-        refined yet."""
+    def write_schedule_file(self, path, *, final: bool = True) -> RefinedSchedule | None:
+        """Write the refined schedule file atomically and return it; skipped while it cannot be refined yet (said at
+        the end of the run, once: a checkpoint's copy is a convenience, the record beside it is what counts)."""
         try:
             schedule = self.refined_schedule()
         except ValueError as error:
-            self.once.say(("not writing", type(error)), logger, "RefinementCallback: not writing %s yet: %s The record "
-                          "is kept in %s beside it.", os.path.basename(path), error, RECORD_FILE_NAME)
+            if final:
+                self.once.say("not writing", logger, "RefinementCallback: not writing %s: %s The record is kept in %s "
+                              "beside it.", os.path.basename(path), error, RECORD_FILE_NAME)
+            else:
+                logger.info("RefinementCallback: no %s in this checkpoint: %s", os.path.basename(path), error)
             return None
         save_schedule_file(schedule, path)
         return schedule
