@@ -13,6 +13,7 @@ import hf_linear_decay  # noqa: F401  (registers)
 from hf_linear_decay import RefinementCallback, load_record_file, load_schedule_file
 from hf_linear_decay.trainer.auto_recorder import AutoRecorder, run_differences
 from hf_linear_decay.core.record import RunInfo
+from hf_linear_decay.core.schedule import build_schedule
 from hf_linear_decay.core.shapes import resample_schedule
 from tests.tiny import BreaksAt, RegressionData, SkipsNonFiniteSGD, StopAt, TinyRegressor, assert_follows
 
@@ -72,6 +73,13 @@ def test_no_recording_when_turned_off_or_not_linear_refined(make_args, case):
     ({"schedule_file": "{tmp}"}, "is a directory, not a file; did you mean .*refined_schedule.safetensors"),
     ({"schedule_file": "{tmp}/refined_schedule.safetensors", "tau": 2}, r"lr_scheduler_kwargs\['tau'\]"),
     ({"record_norms": "no"}, r"`lr_scheduler_kwargs\['record_norms'\]` must be true or false"),
+    ({"schedule_file": ""}, r"`lr_scheduler_kwargs\['schedule_file'\]` is empty: give the path of a schedule file for "
+                            r"pass 2, or drop the key for pass 1"),
+    ({"schedule_file": None}, r"`lr_scheduler_kwargs\['schedule_file'\]` is null: give the path"),
+    ({"schedule_file": "{tmp}/norm_record.safetensors"},
+     r"norm_record.safetensors: a record file \(the norms a run recorded, as each checkpoint keeps them\), not a "
+     r"schedule; make a schedule from it with `hf-linear-decay refine .*norm_record.safetensors -o "
+     r"refined_schedule.safetensors` and pass that"),
 ])
 def test_mistakes_fail_at_trainer_construction(make_args, tmp_path, kwargs, message):
     Trainer(TinyRegressor(), make_args(output_dir=str(tmp_path)), train_dataset=RegressionData()).train()
@@ -97,8 +105,7 @@ def test_run_differences_says_which_differences_matter():
                        max_grad_norm=1.0, precision="bf16")
     same_batch = RunInfo(optimizer="Adafactor", world_size=4, gradient_accumulation_steps=1,
                          per_device_train_batch_size=8, max_grad_norm=1.0, precision="bf16")
-    lines = run_differences(recorded, same_batch)
-    assert len(lines) == 2 and "same global batch, harmless" in lines[0] and "same family, harmless" in lines[1]
+    assert run_differences(recorded, same_batch) == []  # the same global batch and optimizer family: nothing to say
     other = RunInfo(optimizer="SGD", world_size=1, gradient_accumulation_steps=1, per_device_train_batch_size=4,
                     max_grad_norm=0.0, precision="fp16")
     lines = run_differences(recorded, other)
@@ -116,8 +123,8 @@ def test_pass_2_warns_per_difference_with_pass_1(make_args, caplog):
     with caplog.at_level(logging.WARNING, logger="hf_linear_decay.trainer.auto_recorder"):
         Trainer(TinyRegressor(), second, train_dataset=RegressionData()).train()
     messages = [r.getMessage() for r in caplog.records if r.name == "hf_linear_decay.trainer.auto_recorder"]
-    assert messages[0] == (f"linear_refined: following {path} (12 steps, method auto, l1 norms: identical to "
-                           "pass 1's schedule)")
+    assert messages[0].startswith(f"linear_refined: following {path} (12 steps, method auto, l1 norms: identical to "
+                                  "pass 1's schedule; why: not the LM regime (")  # why it kept pass 1's schedule
     warnings = messages[1:]
     assert len(warnings) == 2
     assert "global batch 4 (4 per device × 1 accumulation × 1 process) here vs global batch 8" in warnings[0]
@@ -139,13 +146,17 @@ def test_a_resumed_pass_2_keeps_its_schedule_when_the_file_changes(make_args, ca
     assert main(["refine", path, "-o", other, "--method", "paper", "--tau", "0.9"]) == 0
     assert not np.allclose(resample_schedule(load_schedule_file(other).multipliers, 12), original)
     pass2.lr_scheduler_kwargs = {"schedule_file": other}
-    with caplog.at_level(logging.WARNING, logger="hf_linear_decay.trainer.scheduler"):
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_linear_decay"):
         trainer = Trainer(TinyRegressor(), pass2, train_dataset=RegressionData())
         trainer.train(resume_from_checkpoint=os.path.join(pass2.output_dir, "checkpoint-4"))
     assert_follows(trainer.state.log_history, 0.05, original)  # steps 0-3 were logged before the stop
-    warning = next(r.getMessage() for r in caplog.records if "pinned in the checkpoint" in r.getMessage())
-    # The pinned schedule's file first, then the file this run was given (not the old one twice).
-    assert warning.index(path) < warning.index(other) and warning.count(path) == 1
+    # One story: the checkpoint's schedule, which the LRs follow; the new file is named as not followed, and nothing
+    # describes it as if it were.
+    said = [message for message in caplog.messages if message.startswith("linear_refined")]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"linear_refined: resuming with the schedule pinned in the checkpoint (from {path}, ")
+    assert f"); {other} now holds another schedule (sha256 " in said[0] and "which this run does not follow" in said[0]
 
 
 def test_a_diverged_pass_1_is_refused_with_the_reason(make_args, caplog, capsys):
@@ -219,5 +230,79 @@ def test_what_the_user_sees_on_stderr_with_no_logging_set_up(tmp_path):
     assert f"hf-linear-decay inspect {path}" in first[0]
     assert first[0].endswith("pass 1 already ran this schedule: keep its model rather than run it again")
     second = run("p2", {"schedule_file": str(path)})
-    assert second == [f"linear_refined: following {path} (6 steps, method auto, l1 norms: identical to pass 1's "
-                      "schedule)"]
+    assert len(second) == 1 and second[0].startswith(
+        f"linear_refined: following {path} (6 steps, method auto, l1 norms: identical to pass 1's schedule; why: not "
+        "the LM regime (the norm rose ")  # a kept schedule says why, as pass 1's line did
+    assert second[0].endswith("kept pass 1's schedule: the l1 norm started at 1.1x its settled level and a warm-up "
+                              "needs 100x)")
+
+
+def test_a_kept_schedule_runs_pass_ones_lrs_exactly_last_step_included(make_args, tmp_path, capsys):
+    """transformers' `linear` ends at 1/T, not 0: a schedule that keeps pass 1's must give the very same LRs, and what
+    the user reads (inspect, compare) must call them equal only because they are."""
+    import json
+
+    from hf_linear_decay.tools.cli import main
+
+    first = Trainer(TinyRegressor(), make_args(output_dir=str(tmp_path / "p1")), train_dataset=RegressionData())
+    first.train()
+    path = tmp_path / "p1" / "refined_schedule.safetensors"
+    schedule = load_schedule_file(path)
+    assert schedule.method == "auto" and "kept pass 1's schedule" in build_schedule(schedule.record).explanation
+    second = Trainer(TinyRegressor(), make_args(output_dir=str(tmp_path / "p2"),
+                                                lr_scheduler_kwargs={"schedule_file": str(path)}),
+                     train_dataset=RegressionData())
+    second.train()
+    lrs = [[entry["learning_rate"] for entry in trainer.state.log_history if "loss" in entry]
+           for trainer in (first, second)]
+    assert lrs[0] == lrs[1] and lrs[1][-1] == 0.05 / 12 > 0  # bit for bit, the last step's 1/T included
+    capsys.readouterr()
+    assert main(["inspect", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["equals_reference"] and summary["max_below_reference"] == summary["max_above_reference"] == 0.0
+    from hf_linear_decay.tools.curves import compare_figure, read_run
+
+    for trainer in (first, second):
+        trainer.save_state()
+    figure = compare_figure([read_run(str(tmp_path / "p1")), read_run(str(tmp_path / "p2"))])
+    labels = [line.get_label() for line in figure.axes[0].lines]  # the LR panel
+    assert labels == ["p1", "p2 (= p1)"]
+
+
+def test_a_kept_schedule_from_norms_without_lrs_is_transformers_linear_and_says_it_assumed_so(tmp_path, capsys):
+    from transformers import get_scheduler
+
+    from hf_linear_decay.tools.cli import main
+    from hf_linear_decay.trainer.scheduler import get_linear_refined_schedule
+
+    source = tmp_path / "norms.csv"
+    source.write_text("grad_norm_l2\n" + "".join(f"{value!r}\n" for value in np.linspace(3.0, 2.0, 40).tolist()))
+    out = tmp_path / "kept.safetensors"
+    assert main(["refine", str(source), "-o", str(out), "--method", "guarded"]) == 0
+    err = capsys.readouterr().err
+    assert "kept pass 1's schedule (assumed: transformers' linear decay; no LRs recorded)" in err
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+    ours = get_linear_refined_schedule(optimizer, 0, 40, schedule_file=str(out))
+    theirs = get_scheduler("linear", torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-4), 0, 40)
+    assert [ours.lr_lambdas[0](t) for t in range(40)] == [theirs.lr_lambdas[0](t) for t in range(40)]
+    assert main(["inspect", str(out)]) == 0
+    assert "vs linear decay (T-t)/T (assumed: no LRs recorded): equals it" in capsys.readouterr().out
+
+
+def test_the_end_of_run_line_starts_a_line_of_its_own_after_the_progress_bar(tmp_path):
+    """With tqdm's bar on (the default outside notebooks), pass 1's line comes after the bar is closed."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom transformers import Trainer, TrainingArguments\nfrom tests.tiny import "
+              "RegressionData, TinyRegressor\nargs = TrainingArguments(sys.argv[1], "
+              "lr_scheduler_type='linear_refined', max_steps=6, use_cpu=True, report_to='none', disable_tqdm=False)\n"
+              "Trainer(TinyRegressor(), args, train_dataset=RegressionData()).train()\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "it/s]" in done.stderr or "s/it]" in done.stderr  # the bar was drawn
+    lines = done.stderr.split("\n")
+    wrote = [line for line in lines if "RefinementCallback: wrote" in line]
+    assert len(wrote) == 1 and wrote[0].startswith("RefinementCallback: wrote"), wrote

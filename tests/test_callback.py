@@ -119,9 +119,9 @@ def test_second_run_follows_the_file(make_args, caplog):
     recorder = RefinementCallback()
     second = make_args(output_dir=make_args().output_dir + "pass2", max_steps=20, learning_rate=0.02,
                        lr_scheduler_kwargs={"schedule_file": path})
-    with caplog.at_level("WARNING", logger="hf_linear_decay.trainer.scheduler"):
+    with caplog.at_level("WARNING", logger="hf_linear_decay"):
         trainer = train(second, [recorder])
-    assert "has 12 steps; resampling it to this run's 20 steps" in caplog.text
+    assert ", resampled from its 12 steps to this run's 20 by training progress" in caplog.text
     np.testing.assert_allclose(recorder.record.lr, 0.02 * multipliers, rtol=1e-12, atol=1e-18)
     assert_follows(trainer.state.log_history, 0.02, multipliers)
     # warm-up on top: a linear ramp times the refined multipliers

@@ -216,3 +216,30 @@ def test_an_adaptive_run_under_deepspeed_zero_decides_as_the_plain_run(tmp_path,
     report = adaptive_report(tmp_path / "zero")
     assert report["plan"] == adaptive_single["plan"] and report["measurement"] == "partitions"
     np.testing.assert_allclose(report["logged_lr"], adaptive_single["logged_lr"], rtol=1e-12)
+
+
+# ----- what a multi-process run says: each line once ------------------------------------------------------------------
+def test_a_two_process_pass_2_says_each_line_once_also_when_resumed_with_a_changed_file(tmp_path):
+    from hf_linear_decay.tools.cli import main
+
+    first = str(tmp_path / "p1")
+    launch(DDP_SCRIPT, "--output_dir", first, "--batch_size", "8")
+    path = os.path.join(first, "refined_schedule.safetensors")
+    second = str(tmp_path / "p2")
+    common = ["--output_dir", second, "--batch_size", "4", "--max_steps", "12", "--save_steps", "4"]
+    stopped = launch(DDP_SCRIPT, *common, "--stop_at", "4", "--kwargs", json.dumps({"schedule_file": path}),
+                     processes=2)
+    following = said(stopped.stderr, f"linear_refined: following {path} (8 steps, ")
+    assert len(following) == 1 and following[0].endswith(", resampled from its 8 steps to this run's 12 by training "
+                                                          "progress"), stopped.stderr[-3000:]
+    assert len(said(stopped.stderr, "linear_refined")) == 1
+    other = os.path.join(first, "again.safetensors")
+    assert main(["refine", path, "-o", other, "--method", "paper"]) == 0
+    resumed = launch(DDP_SCRIPT, *common, "--resume", os.path.join(second, "checkpoint-4"), "--kwargs",
+                     json.dumps({"schedule_file": other}), processes=2)
+    lines = said(resumed.stderr, "linear_refined")
+    assert len(lines) == 1, resumed.stderr[-3000:]
+    assert lines[0].startswith(f"linear_refined: resuming with the schedule pinned in the checkpoint (from {path}, ")
+    assert f"); {other} now holds another schedule" in lines[0]
+    ranks = [adaptive_report(second, rank) for rank in (0, 1)]
+    assert ranks[0]["logged_lr"] == ranks[1]["logged_lr"]

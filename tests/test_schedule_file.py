@@ -102,7 +102,8 @@ def test_record_file_round_trip(tmp_path):
     record = make_record(25)
     loaded = load_record_file(save_record_file(record, tmp_path / "norm_record.safetensors"))
     assert loaded.sha256() == record.sha256() and loaded.run == RUN
-    with pytest.raises(ScheduleFileError, match="not a schedule file"):
+    with pytest.raises(ScheduleFileError, match="a record file .*, not a schedule; make a schedule from it with "
+                                                "`hf-linear-decay refine"):
         load_schedule_file(tmp_path / "norm_record.safetensors")
     empty = load_record_file(save_record_file(NormRecord(), tmp_path / "empty.safetensors"))
     assert len(empty) == 0

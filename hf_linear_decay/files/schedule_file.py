@@ -110,9 +110,12 @@ def _header(path, handle):
 def _version(path, metadata: dict, expected_format: str, layouts: dict, what: str) -> int:
     """The format version of a file of `expected_format` that this package can read, or a clear error."""
     if metadata.get("format") != expected_format:
+        if metadata.get("format") == RECORD_FORMAT:
+            _fail(path, "a record file (the norms a run recorded, as each checkpoint keeps them), not a schedule; "
+                        f"make a schedule from it with `hf-linear-decay refine {path} -o {SCHEDULE_FILE_NAME}` and "
+                        "pass that.")
         _fail(path, f"not a {what} (metadata `format` is {metadata.get('format')!r}, expected {expected_format!r}); "
-                    "pass "
-                    "a file written by RefinementCallback or `hf-linear-decay refine`.")
+                    "pass a file written by RefinementCallback or `hf-linear-decay refine`.")
     version_text = metadata.get("format_version", "")
     if not re.fullmatch(r"[0-9]{1,6}", version_text) or int(version_text) < 1:
         _fail(path, f"metadata `format_version` must be a positive integer, got {version_text!r}; the file is damaged.")

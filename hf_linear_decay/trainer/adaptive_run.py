@@ -14,10 +14,12 @@ import logging
 
 import numpy as np
 
-from ..core.adaptive import AdaptivePlan, AdaptiveWatch, Reading, describe_decision
+from ..core.adaptive import AdaptivePlan, AdaptiveWatch, Reading, describe_adaptive, describe_decision
+from ..core.schedule import RefinedSchedule
+from ..core.settings import RefinementSettings
 from .distributed import first_disagreeing_rank
 from .messages import say
-from .scheduler import AdaptiveLambda, apply_current_lr
+from .scheduler import AdaptiveLambda, adaptive_lambda_of, apply_current_lr
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ class AdaptiveRun:
     """Checks of one adaptive run: `at_step_end` after every optimizer step; `adaptive` is what the file stores."""
 
     def __init__(self, lr_lambda: AdaptiveLambda, norm: str, tau: float):
-        self.lr_lambda, self.norm = lr_lambda, norm
+        self.lr_lambda, self.norm, self.tau = lr_lambda, norm, tau
         self.watch = AdaptiveWatch(lr_lambda.current, tau)
 
     @property
@@ -60,6 +62,24 @@ class AdaptiveRun:
             say(logger, "linear_refined: adapting at step %d of %d (%.0f%%): %s; now %s.", step, plan.num_steps,
                 100 * step / plan.num_steps, describe_decision(plan, reading, self.norm), plan.describe())
 
+    def followed_schedule(self, record) -> RefinedSchedule:
+        """What the run followed, as a schedule file holds it (method "followed", with the plan and the reading);
+        raises `ValueError` before the run completed."""
+        if len(record) != self.plan.num_steps:
+            raise ValueError(f"the run stopped at step {len(record)} of its {self.plan.num_steps}: an adaptive run "
+                             "writes the schedule it followed when it completes (its plan and decision are in the "
+                             "checkpoint's scheduler state meanwhile).")
+        settings = RefinementSettings(method="followed", norm=self.norm, tau=self.tau).resolved(record)
+        return RefinedSchedule(record=record, multipliers=self.plan.multipliers(), settings=settings,
+                               explanation=describe_adaptive(self.adaptive()), adaptive=self.adaptive())
+
     def adaptive(self) -> dict:
         """What the schedule file keeps: the plan (with its decision) and what the rule read when it decided."""
         return {"plan": self.plan.state(), "norm": self.norm, "reading": self.lr_lambda.reading}
+
+
+def adaptive_run_of(scheduler, settings) -> AdaptiveRun | None:
+    """The checks of an adaptive run whose scheduler is `scheduler` (reading the norm of `settings`, resolved for the
+    run), or None when the scheduler does not adapt."""
+    lr_lambda = adaptive_lambda_of(scheduler)
+    return None if lr_lambda is None else AdaptiveRun(lr_lambda, settings.norm, settings.tau)

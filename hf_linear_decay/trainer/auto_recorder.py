@@ -21,13 +21,26 @@ import os
 
 from transformers.trainer_callback import TrainerCallback
 
-from ..core.describe import describe_schedule
+from ..core.describe import compare_with_pass_one, describe_schedule
 from ..core.norms import norm_for_optimizer
 from ..core.record import RunInfo
 from .binding import find_trainer, run_info
+from .messages import say
 from .scheduler_kwargs import prepare, uses_linear_refined
 
 logger = logging.getLogger(__name__)
+
+
+def describe_pass_two(schedule) -> str:
+    """What pass 2 follows, in words; a schedule that keeps or repeats pass 1's also says why the refinement chose it
+    (the method's own explanation, computed again: a file does not store it)."""
+    from ..core.schedule import build_schedule
+
+    text = describe_schedule(schedule)
+    if schedule.adaptive is None and schedule.method != "followed" and compare_with_pass_one(schedule).repeats:
+        explanation = build_schedule(schedule.record, schedule.settings, force=True).explanation
+        text += f"; why: {explanation}" if explanation else ""
+    return text
 
 
 def _batch(run: RunInfo) -> str:
@@ -37,26 +50,23 @@ def _batch(run: RunInfo) -> str:
 
 
 def run_differences(recorded: RunInfo, current: RunInfo) -> list[str]:
-    """One line per difference between the run that recorded a schedule and this one, saying whether it matters.
+    """One line per difference between the run that recorded a schedule and this one that matters, saying why.
 
     What changes the gradient-norm profile, and so the fit of a refined schedule: the global batch (gradient noise),
     the optimizer family (which norm describes it), clipping, and precision (fp16 overflow steps). The split of one
     global batch into processes and accumulation steps, the optimizer's exact class within a family, or the peak LR
-    (which the paper re-tunes for pass 2) do not.
+    (which the paper re-tunes for pass 2) do not, and get no line.
     """
     lines = []
     if None not in (recorded.global_batch_size, current.global_batch_size):
         if recorded.global_batch_size != current.global_batch_size:
             lines.append(f"{_batch(current)} here vs {_batch(recorded)} when recorded: the gradient noise, and so the "
                          "norm profile, depends on the global batch")
-        elif (recorded.world_size, recorded.gradient_accumulation_steps) != (current.world_size,
-                                                                             current.gradient_accumulation_steps):
-            lines.append(f"{_batch(current)} here vs {_batch(recorded)} when recorded: same global batch, harmless")
-    if recorded.optimizer and current.optimizer and recorded.optimizer != current.optimizer:
-        same_family = norm_for_optimizer(recorded.optimizer) == norm_for_optimizer(current.optimizer)
-        lines.append(f"optimizer {current.optimizer} here vs {recorded.optimizer} when recorded: "
-                     + ("same family, harmless" if same_family else "another family (the schedule was refined for the "
-                        "other optimizer's norm)"))
+        # The same global batch split otherwise (processes x accumulation) changes nothing: not worth a line.
+    if recorded.optimizer and current.optimizer and (norm_for_optimizer(recorded.optimizer)
+                                                     != norm_for_optimizer(current.optimizer)):
+        lines.append(f"optimizer {current.optimizer} here vs {recorded.optimizer} when recorded: another family (the "
+                     "schedule was refined for the other optimizer's norm)")
     if recorded.max_grad_norm is not None and recorded.max_grad_norm != current.max_grad_norm:
         lines.append(f"max_grad_norm {current.max_grad_norm:g} here vs {recorded.max_grad_norm:g} when recorded: "
                      "clipping changes the training dynamics the norms describe")
@@ -83,14 +93,21 @@ class AutoRecorder(TrainerCallback):
             # Stored as str (a Path breaks to_json_string); the scheduler's lookup key is the same either way.
             args.lr_scheduler_kwargs["schedule_file"] = self.prepared.options.schedule_file
 
-    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         if not uses_linear_refined(args) or self.custom_scheduler or self.prepared is None:
             return
+        from .scheduler import resumed_schedule_line
+
         schedule, path = self.prepared.schedule, self.prepared.options.schedule_file
-        if schedule is not None and state.is_world_process_zero:
-            logger.warning("linear_refined: following %s (%s)", path, describe_schedule(schedule))
+        kept = resumed_schedule_line(lr_scheduler)
+        if kept is not None:  # the run goes on with the checkpoint's schedule: that, and only that, is its story
+            say(logger, kept)
+        elif schedule is not None:
+            resampled = (f", resampled from its {schedule.num_steps} steps to this run's {state.max_steps} by training "
+                         "progress" if state.max_steps and schedule.num_steps != state.max_steps else "")
+            say(logger, "linear_refined: following %s (%s)%s", path, describe_pass_two(schedule), resampled)
             for line in run_differences(schedule.run, run_info(args, optimizer, source="this run")):
-                logger.warning("linear_refined: %s: %s", os.fspath(path), line)
+                say(logger, "linear_refined: %s: %s", os.fspath(path), line)
         if self.recorder is not None or not self.prepared.options.records:
             return
         from .callback import RefinementCallback
@@ -102,4 +119,4 @@ class AutoRecorder(TrainerCallback):
         self.recorder = RefinementCallback(resume_without_record=self.prepared.options.resume_without_record)
         # The handler is iterating over its current list: add to a new list, and deliver this event by hand.
         handler.callbacks = handler.callbacks + [self.recorder]
-        self.recorder.on_train_begin(args, state, control, optimizer=optimizer, **kwargs)
+        self.recorder.on_train_begin(args, state, control, optimizer=optimizer, lr_scheduler=lr_scheduler, **kwargs)

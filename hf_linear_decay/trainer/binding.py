@@ -11,7 +11,8 @@ silently recording wrong values.
    `on_train_begin` that frame is `Trainer._inner_training_loop`, whose local `resume_from_checkpoint` says which
    checkpoint is being resumed.
 3. `trainer.callback_handler.callbacks` is a plain list; the callback moves itself first so that the values it adds
-   to the logs reach every reporter.
+   to the logs reach every reporter, and puts a `LastWord` last, which says its end-of-run lines after every other
+   callback's `on_train_end` (after tqdm's bar is closed, so that they start a line of their own).
 4. Under DeepSpeed the optimizer steps inside `backward` and every `p.grad` is None at the callbacks: the ZeRO
    optimizer (`DeepSpeedOptimizerWrapper.optimizer`) gets a wrapped `step`, which the engine calls after reducing
    the gradients and before clipping and applying them.
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import sys
 
+from transformers.trainer_callback import TrainerCallback
+
 from .grad_norms import gradient_norms
 from ..core.record import RunInfo
 
-__all__ = ["bind_trainer", "checkpoint_being_saved", "find_trainer", "innermost_optimizer", "other_recorders",
-           "run_info",
-           "watch_zero_step", "zero_optimizer_of"]
+__all__ = ["LastWord", "add_last_word", "bind_trainer", "checkpoint_being_saved", "find_trainer",
+           "innermost_optimizer", "other_recorders", "run_info", "watch_zero_step", "zero_optimizer_of"]
 
 
 def find_trainer(callback) -> tuple[object | None, dict]:
@@ -85,6 +87,24 @@ def bind_trainer(callback, trainer) -> None:
     if handler.callbacks[0] is not callback:
         # A new list, not an in-place edit: the handler may be iterating over the old one right now.
         handler.callbacks = [callback] + [member for member in handler.callbacks if member is not callback]
+
+
+class LastWord(TrainerCallback):
+    """Last in the Trainer's callback list: says a recorder's end-of-run lines when every other callback is done."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.recorder.say_end_lines()
+
+
+def add_last_word(recorder, trainer) -> bool:
+    """Put a `LastWord` for `recorder` at the end of `trainer`'s callbacks (once); returns True."""
+    handler = trainer.callback_handler
+    if not any(isinstance(member, LastWord) and member.recorder is recorder for member in handler.callbacks):
+        handler.callbacks = handler.callbacks + [LastWord(recorder)]  # a new list: the handler may be iterating
+    return True
 
 
 def innermost_optimizer(optimizer):

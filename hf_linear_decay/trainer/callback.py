@@ -17,13 +17,12 @@ from ..core.norms import NORM_TYPES
 from ..core.record import NormRecord
 from ..core.refine import DEFAULT_TAU
 from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
-from ..core.adaptive import describe_adaptive
-from ..core.describe import describe_schedule
 from ..files.atomic import remove_stale_temporaries_of_run
 from ..files.checkpoint_record import pointer_attributes
-from .binding import (bind_trainer, checkpoint_being_saved, find_trainer, other_recorders, run_info, watch_zero_step,
-                      zero_optimizer_of)
-from .messages import Once, next_step, say
+from .binding import (add_last_word, bind_trainer, checkpoint_being_saved, find_trainer, other_recorders, run_info,
+                      watch_zero_step, zero_optimizer_of)
+from .adaptive_run import adaptive_run_of
+from .messages import Once, say, wrote_line
 from .resume import resumed_record
 
 logger = logging.getLogger(__name__)
@@ -86,6 +85,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
         self._pre_clip_l2 = self._zero_step = None
         self._checked_steps = 0
         self._resume_problem = None  # why a resumed record falls short, said with the steps it leaves unknown
+        self._end_lines, self._last_word = [], False  # what the end of the run says, and who says it
         self.adaptive_run = None  # adaptive_run.AdaptiveRun, when the scheduler adapts (lr_scheduler_kwargs adapt)
         self.once = Once()
 
@@ -141,10 +141,11 @@ class RefinementCallback(TrainerCallback, ExportableState):
         return record
 
     # ----- events ---------------------------------------------------------------------------------------------------
-    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
         trainer, frame = find_trainer(self)
         if trainer is not None:
             bind_trainer(self, trainer)
+            self._last_word = add_last_word(self, trainer)
             clash = [other for other in other_recorders(self, trainer) if other.file_name == self.file_name]
             if clash:
                 raise ValueError(f"two RefinementCallbacks of this Trainer would write {self.file_name} (settings "
@@ -154,7 +155,7 @@ class RefinementCallback(TrainerCallback, ExportableState):
             raise RuntimeError("RefinementCallback could not find the Trainer that runs it, so it cannot see the "
                                "pre-clipping gradient norm while clipping is on (max_grad_norm > 0). Call "
                                "`callback.set_trainer(trainer)` before `trainer.train()`, or set max_grad_norm=0.")
-        self.adaptive_run, self.once = None, Once()
+        self.once = Once()
         if state.global_step == 0:
             self.record, self._pending, self._checked_steps = NormRecord(), [], 0  # a new run (e.g. a reused callback)
         elif len(self.record) + len(self._pending) == 0:  # resuming: the checkpoint's record, found by its pointer
@@ -168,6 +169,8 @@ class RefinementCallback(TrainerCallback, ExportableState):
         if zero_optimizer_of(optimizer) is not None:
             watch_zero_step(self, zero_optimizer_of(optimizer), model)
         self.record.run = run_info(args, optimizer, source="RefinementCallback")
+        # Made here, after the Trainer loaded a resumed checkpoint's scheduler (with its plan and decision).
+        self.adaptive_run = adaptive_run_of(lr_scheduler, self.settings.resolved(self.record))
 
     def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
         if len(self.record) + len(self._pending) != state.global_step:
@@ -201,14 +204,6 @@ class RefinementCallback(TrainerCallback, ExportableState):
             self._pending[-1][2] = True
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
-        if self.adaptive_run is None:
-            from .adaptive_run import AdaptiveRun
-            from .scheduler import adaptive_lambda_of
-
-            lr_lambda = adaptive_lambda_of(lr_scheduler)
-            if lr_lambda is not None:  # made here: the scheduler holds the checkpoint's plan once resumed
-                settings = self.settings.resolved(self.record)
-                self.adaptive_run = AdaptiveRun(lr_lambda, settings.norm, settings.tau)
         if self.adaptive_run is not None and self.adaptive_run.due(state.global_step):
             self._flush()
             self.adaptive_run.at_step_end(self.record, state.global_step, lr_scheduler)
@@ -252,13 +247,9 @@ class RefinementCallback(TrainerCallback, ExportableState):
             path = os.path.join(args.output_dir, self.file_name)
             schedule = self.write_schedule_file(path)
             if schedule is not None:  # what users must see, once, at the level transformers shows by default
-                if schedule.adaptive is not None:
-                    what = f"{schedule.num_steps} steps, {describe_adaptive(schedule.adaptive)}"
-                else:
-                    explanation = f"; {schedule.explanation}" if schedule.explanation else ""
-                    what = f"{describe_schedule(schedule)}{explanation}"
-                say(logger, "RefinementCallback: wrote %s (%s). Look at it: hf-linear-decay inspect %s ; %s", path,
-                    what, path, next_step(schedule, path))
+                self._end_lines.append(("%s", wrote_line(schedule, path)))
+        if not self._last_word:  # no Trainer to say them after the progress bar closed: say them now
+            self.say_end_lines()
         # The Trainer refreshes callback states only at checkpoints; `trainer.save_state()` after training (as
         # transformers' example scripts call it) must point at the record file just written, not at a stale one.
         if isinstance(state.stateful_callbacks, dict):
@@ -268,22 +259,18 @@ class RefinementCallback(TrainerCallback, ExportableState):
             else:
                 state.stateful_callbacks[type(self).__name__] = self.state()
 
+    def say_end_lines(self) -> None:
+        """The end-of-run lines, once the other callbacks are done (tqdm's bar is closed: each starts its own line)."""
+        lines, self._end_lines = self._end_lines, []
+        for text, *values in lines:
+            say(logger, text, *values)
+
     # ----- output -----------------------------------------------------------------------------------------------------
     def refined_schedule(self) -> RefinedSchedule:
         """The record so far, refined with this callback's settings; in an adaptive run, the schedule it followed."""
         self._flush()
         if self.adaptive_run is not None:
-            record, planned = self.record.copy(), self.adaptive_run.plan.num_steps
-            if len(record) != planned:
-                raise ValueError(f"the run stopped at step {len(record)} of its {planned}: an adaptive run writes the "
-                                 "schedule it followed when it completes (its plan and decision are in the "
-                                 "checkpoint's scheduler state meanwhile).")
-            settings = RefinementSettings(method="followed", norm=self.adaptive_run.norm,
-                                          tau=self.settings.tau).resolved(record)
-            plan = self.adaptive_run.plan
-            return RefinedSchedule(record=record, multipliers=plan.multipliers(), settings=settings,
-                                   explanation=describe_adaptive(self.adaptive_run.adaptive()),
-                                   adaptive=self.adaptive_run.adaptive())
+            return self.adaptive_run.followed_schedule(self.record.copy())
         return build_schedule(self.record.copy(), self.settings)
 
     def write_schedule_file(self, path, *, final: bool = True) -> RefinedSchedule | None:
@@ -292,9 +279,10 @@ class RefinementCallback(TrainerCallback, ExportableState):
         try:
             schedule = self.refined_schedule()
         except ValueError as error:
-            if final:
-                self.once.say("not writing", logger, "RefinementCallback: not writing %s: %s The record is kept in %s "
-                              "beside it.", os.path.basename(path), error, RECORD_FILE_NAME)
+            if final and "not writing" not in self.once.said:
+                self.once.said.add("not writing")
+                self._end_lines.append(("RefinementCallback: not writing %s: %s The record is kept in %s beside it.",
+                                        os.path.basename(path), error, RECORD_FILE_NAME))
             else:
                 logger.info("RefinementCallback: no %s in this checkpoint: %s", os.path.basename(path), error)
             return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
-__all__ = ["Once", "is_main_process", "next_step", "say"]
+__all__ = ["Once", "is_main_process", "next_step", "say", "wrote_line"]
 
 
 def is_main_process() -> bool:
@@ -54,3 +54,16 @@ def next_step(schedule, path: str) -> str:
     if compare_with_pass_one(schedule).repeats:
         return "pass 1 already ran this schedule: keep its model rather than run it again"
     return f"follow it in pass 2: --lr_scheduler_kwargs '{{\"schedule_file\": \"{path}\"}}'"
+
+
+def wrote_line(schedule, path: str) -> str:
+    """The end of pass 1 in one line: the file, what it holds and why, where to look, and what to do next."""
+    from ..core.adaptive import describe_adaptive
+    from ..core.describe import describe_schedule
+
+    if schedule.adaptive is not None:
+        what = f"{schedule.num_steps} steps, {describe_adaptive(schedule.adaptive)}"
+    else:
+        what = describe_schedule(schedule) + (f"; {schedule.explanation}" if schedule.explanation else "")
+    return f"RefinementCallback: wrote {path} ({what}). Look at it: hf-linear-decay inspect {path} ; " \
+           f"{next_step(schedule, path)}"

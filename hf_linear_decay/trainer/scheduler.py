@@ -84,26 +84,41 @@ def apply_current_lr(scheduler) -> None:
 
 
 class LinearRefinedLR(LambdaLR):
-    """`LambdaLR` that, when a checkpoint is loaded, keeps the checkpoint's schedule and says if the file changed."""
+    """`LambdaLR` that, when a checkpoint is loaded, keeps the checkpoint's schedule (or adaptive plan) and notes in
+    `kept_from_checkpoint` what it kept instead of what this run's arguments ask for; the run's one line about its
+    schedule (`auto_recorder`) tells the user."""
+
+    kept_from_checkpoint: dict | None = None
 
     def load_state_dict(self, state_dict):
-        # LambdaLR.load_state_dict updates the lambda object in place: note what this run's file gave before it does.
+        # LambdaLR.load_state_dict updates the lambda object in place: note what this run's arguments gave first.
         current = self.lr_lambdas[0]
         current_digest, current_source = getattr(current, "sha256", None), getattr(current, "source", None)
         current_plan = dict(getattr(current, "plan", {}))
         super().load_state_dict(state_dict)
         restored = self.lr_lambdas[0]
         if isinstance(restored, MultiplierLambda) and restored.sha256 != current_digest:
-            say(logger, "linear_refined: resuming with the schedule pinned in the checkpoint (from %s, sha256 %s...); "
-                "the schedule file %s now gives a different schedule (sha256 %s...): it was replaced or refined again "
-                "after this run started. The run keeps the checkpoint's schedule; start a new run to use the new file.",
-                restored.source, restored.sha256[:12], current_source, (current_digest or "none")[:12])
+            self.kept_from_checkpoint = {"source": restored.source, "sha256": restored.sha256,
+                                         "given": current_source, "given_sha256": current_digest}
         if isinstance(restored, AdaptiveLambda):
             asked = {key: value for key, value in current_plan.items() if key not in ("decision", "decided_at")}
             kept = {key: value for key, value in restored.plan.items() if key not in ("decision", "decided_at")}
             if asked and asked != kept:
-                say(logger, "linear_refined: resuming with the checkpoint's adaptive plan (%s); this run's arguments "
-                    "ask for %s. The run keeps the checkpoint's plan; start a new run to change it.", kept, asked)
+                self.kept_from_checkpoint = {"plan": kept, "asked": asked}
+
+
+def resumed_schedule_line(scheduler) -> str | None:
+    """The one line for a resumed run whose checkpoint pinned another schedule than its arguments give, or None."""
+    kept = getattr(scheduler, "kept_from_checkpoint", None)
+    if kept is None:
+        return None
+    if "plan" in kept:
+        return (f"linear_refined: resuming with the checkpoint's adaptive plan ({kept['plan']}); this run's arguments "
+                f"ask for {kept['asked']}, which it does not follow: start a new run to change it.")
+    return (f"linear_refined: resuming with the schedule pinned in the checkpoint (from {kept['source']}, sha256 "
+            f"{kept['sha256'][:12]}...); {kept['given']} now holds another schedule (sha256 "
+            f"{(kept['given_sha256'] or 'none')[:12]}...), replaced or refined again since this run started, which "
+            "this run does not follow: start a new run to use it.")
 
 
 def get_linear_refined_schedule(optimizer: Optimizer, num_warmup_steps: int, num_training_steps: int,
@@ -146,7 +161,7 @@ def get_linear_refined_schedule(optimizer: Optimizer, num_warmup_steps: int, num
         lr_lambda = partial(_linear_lr_lambda, num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps)
         return LambdaLR(optimizer, lr_lambda, last_epoch)
     schedule, path = prepared.schedule, prepared.options.schedule_file
-    if schedule.num_steps != num_training_steps:
+    if schedule.num_steps != num_training_steps and not prepared.in_trainer:  # a Trainer's run says it in its line
         say(logger, "linear_refined: the schedule in %s has %d steps; resampling it to this run's %d steps by training "
             "progress.", path, schedule.num_steps, num_training_steps)
     multipliers = torch.from_numpy(resample_schedule(schedule.multipliers, num_training_steps))

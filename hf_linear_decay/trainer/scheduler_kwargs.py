@@ -36,9 +36,13 @@ def _check_path(value, *, name: str) -> str:
                          "of digits into a number, and no file of that name exists here; give the path with a folder, "
                          f"e.g. './{value}'.")
     try:
-        return os.fspath(value)
+        path = os.fspath(value)
     except TypeError:
         raise ValueError(f"`{name}` must be a path (str or os.PathLike), got {value!r}.") from None
+    if not path:
+        raise ValueError(f"`{name}` is empty: give the path of a schedule file for pass 2, or drop the key for pass 1 "
+                         "(linear decay, recorded).")
+    return path
 
 
 def _check_flag(value, *, name: str) -> bool:
@@ -100,6 +104,9 @@ def parse_scheduler_kwargs(kwargs) -> SchedulerOptions:
         raise ValueError(f"`lr_scheduler_kwargs` for linear_refined got unknown keys {unknown}; allowed keys are "
                          f"{list(SCHEDULER_KEYS)}, e.g. "
                          "'{\"schedule_file\": \"run1/refined_schedule.safetensors\"}'.")
+    if "schedule_file" in kwargs and kwargs["schedule_file"] is None:
+        raise ValueError("`lr_scheduler_kwargs['schedule_file']` is null: give the path of a schedule file for pass 2, "
+                         "or drop the key for pass 1 (linear decay, recorded).")
     validators = _validators()
     checked = {key: validators[key](value, name=f"lr_scheduler_kwargs['{key}']")
                for key, value in kwargs.items() if value is not None}
@@ -130,6 +137,7 @@ class PreparedSchedule:
     options: SchedulerOptions
     schedule: object | None = None  # RefinedSchedule
     file_identity: tuple | None = None
+    in_trainer: bool = False  # prepared at Trainer construction: the run's lines are the AutoRecorder's to say
 
 
 def _file_identity(path: str) -> tuple:
@@ -161,6 +169,7 @@ def prepare(kwargs, *, remember: bool = False) -> PreparedSchedule:
             schedule = build_schedule(schedule.record, settings, force=True)
         prepared.schedule = schedule
     if remember:
+        prepared.in_trainer = True
         _PREPARED[_key(kwargs)] = prepared
     return prepared
 

@@ -32,6 +32,7 @@ def main():
     parser.add_argument("--zero_stage", type=int, default=None, help="run under DeepSpeed ZeRO (DS_ACCELERATOR=cpu)")
     parser.add_argument("--adapt", action="store_true", help="an adaptive run: a model whose norm rises under AdamW's "
                         "weight decay (tests.tiny.NormalisedRegressor), lr_scheduler_kwargs adapt")
+    parser.add_argument("--kwargs", default=None, help="lr_scheduler_kwargs as JSON (e.g. a schedule file)")
     parser.add_argument("--more", default="[]", help="JSON list of option overrides: more runs in these processes")
     options = parser.parse_args()
     for overrides in [{}, *json.loads(options.more)]:
@@ -54,6 +55,7 @@ def train(options):
         dataloader_num_workers=0, deepspeed=deepspeed,
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and deepspeed is None else None,
         **(dict(weight_decay=2.0, warmup_steps=10, lr_scheduler_kwargs={"adapt": True}) if options.adapt else {}),
+        **({"lr_scheduler_kwargs": json.loads(options.kwargs)} if options.kwargs else {}),
     )
     callback = hf_linear_decay.RefinementCallback()
     callbacks = [callback] + ([StopAt(options.stop_at)] if options.stop_at else [])
