@@ -35,7 +35,8 @@ def test_one_cli_refine_checks_tau_once_and_computes_the_window_once(tmp_path, m
     widths = counting(monkeypatch, refine, "_width")
     assert main(["refine", str(tmp_path / "norms.txt"), "-o", str(tmp_path / "s.st"), "--tau", "0.3",
                  "--method", "paper"]) == 0
-    assert len(checks) + len(refine_checks) == 1 and len(widths) == 1
+    given = [call for call in checks + refine_checks if call[0] == 0.3]  # the user's value, not the default constant
+    assert len(given) == 1 and len(widths) == 1
 
 
 @pytest.mark.parametrize("kind", ["schedule file", "csv", "trainer_state.json"])
@@ -77,3 +78,56 @@ def test_pass_2_reads_its_schedule_file_once(make_args, tmp_path, monkeypatch):
     assert len(loads) == 1  # at construction: a mistake fails before any data or model work
     trainer.train()
     assert len(loads) == 1  # the scheduler got what construction read
+
+
+def test_a_file_named_by_digits_is_read_once(make_args, tmp_path, monkeypatch):
+    """transformers turns `"2024"` into the int 2024 and the package stores it back as the string: the scheduler
+    must still find what Trainer construction read (the cache is keyed on the path, not on the raw value)."""
+    from transformers import Trainer
+
+    monkeypatch.chdir(tmp_path)
+    record = NormRecord.from_columns({"grad_norm_l2": np.linspace(3, 1, 12), "lr": np.linspace(1, 0, 12)})
+    schedule_file.save_schedule_file(build_schedule(record), tmp_path / "2024")
+    loads = counting(monkeypatch, schedule_file, "load_schedule_file")
+    args = make_args(output_dir=str(tmp_path / "run"), lr_scheduler_kwargs='{"schedule_file": "2024"}')
+    assert args.lr_scheduler_kwargs == {"schedule_file": 2024}
+    trainer = Trainer(TinyRegressor(), args, train_dataset=RegressionData())
+    trainer.train()
+    assert len(loads) == 1
+
+
+def test_settings_are_made_one_way_and_validate_every_field_once(monkeypatch):
+    from hf_linear_decay.core.settings import RefinementSettings
+
+    taus = counting(monkeypatch, settings, "check_tau")
+    base = RefinementSettings(tau=0.2)
+    assert len(taus) == 1
+    changed = base.updated(method="paper", names={"tau": "--tau"})
+    assert len(taus) == 1 and changed.tau == 0.2 and changed.method == "paper"  # a copied value is not checked again
+    assert changed.updated(tau=0.5).tau == 0.5 and len(taus) == 2  # a new value is, where it enters
+    with pytest.raises(ValueError, match=r"`--tau` must be a number in \(0, 1\]"):
+        base.updated(tau=3, names={"tau": "--tau"})
+    assert not hasattr(RefinementSettings, "with_checked") and not hasattr(RefinementSettings, "_trusted")
+
+
+@pytest.mark.parametrize("max_grad_norm", [1.0, 0.0])
+def test_the_l2_norm_is_not_measured_again_when_the_trainer_gives_it(make_args, monkeypatch, max_grad_norm):
+    import torch
+    from transformers import Trainer
+
+    from hf_linear_decay.trainer import grad_norms
+
+    orders = []
+    original = grad_norms._per_tensor_norms
+    monkeypatch.setattr(grad_norms, "_per_tensor_norms", lambda grads, order: orders.append(order) or original(grads,
+                                                                                                          order))
+    trainer = Trainer(TinyRegressor(), make_args(max_steps=3, max_grad_norm=max_grad_norm),
+                      train_dataset=RegressionData())
+    trainer.train()
+    assert all("grad_norm" in entry for entry in trainer.state.log_history if "loss" in entry)  # the Trainer's l2
+    assert orders == [1.0] * 3  # so only l1 is measured, once per optimizer step
+    orders.clear()
+    model = TinyRegressor()
+    model(torch.ones(2, 8), labels=torch.ones(2))["loss"].backward()
+    norms, _ = grad_norms.gradient_norms(model)  # without the Trainer's value: every norm of the table
+    assert sorted(norms) == ["l1", "l2"] and orders == [2.0, 1.0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NORM_TYPES", "NormType", "check_norm", "norm_for_optimizer", "norm_type"]
+__all__ = ["DEFAULT_NORM", "NORM_TYPES", "NormType", "TRAINER_NORM", "check_norm", "norm_for_optimizer", "norm_type"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class NormType:
         order (`float`): the `ord` of `torch.linalg.vector_norm` that measures it.
         default_power (`float`): the refinement power p the paper pairs with it (η_t ∝ ĝ_t^-p · Σ_{s>t} ĝ_s^-p).
         pairs_with (`str`): the optimizer family it describes, for messages and docs.
+        optimizers (`tuple[str]`): fragments of optimizer class names that default to this norm (empty: the default
+            for every optimizer no row claims).
+        from_trainer (`bool`): the Trainer computes this norm itself (its logged, pre-clip `grad_norm`): the
+            callback takes the Trainer's value instead of measuring it, and a value of unknown kind is taken for it.
     """
 
     name: str
@@ -29,17 +33,20 @@ class NormType:
     order: float
     default_power: float
     pairs_with: str
+    optimizers: tuple = ()
+    from_trainer: bool = False
 
 
-#: Every norm the package records, in record order. Alg. 1 of the paper: l2 & p=2 (SGD); Alg. 2: l1 & p=1 (Adam).
+#: Every norm the package records, in record order. Alg. 1 of the paper: l2 & p=2 (SGD); Alg. 2: l1 & p=1 (Adam):
+#: optimizers that scale each coordinate by its own statistics pair with l1, all others with l2.
 NORM_TYPES: dict[str, NormType] = {
-    "l2": NormType("l2", "grad_norm_l2", 2.0, 2.0, "SGD-type optimizers (paper Alg. 1)"),
-    "l1": NormType("l1", "grad_norm_l1", 1.0, 1.0, "Adam-type, coordinate-wise optimizers (paper Alg. 2)"),
+    "l2": NormType("l2", "grad_norm_l2", 2.0, 2.0, "SGD-type optimizers (paper Alg. 1)", from_trainer=True),
+    "l1": NormType("l1", "grad_norm_l1", 1.0, 1.0, "Adam-type, coordinate-wise optimizers (paper Alg. 2)",
+                   optimizers=("adam", "lamb", "lion", "adafactor", "adagrad", "adadelta", "rmsprop", "sophia", "came",
+                               "adan", "ademamix", "apollo", "galore", "lomo", "grokadam", "stableadam")),
 }
-
-# Optimizers that scale each coordinate by its own statistics pair with the l1 norm (Alg. 2); all others with l2.
-_COORDINATE_WISE_OPTIMIZERS = ("adam", "lamb", "lion", "adafactor", "adagrad", "adadelta", "rmsprop", "sophia", "came",
-                               "adan", "ademamix", "apollo", "galore", "lomo", "grokadam", "stableadam")
+#: The norm the Trainer computes (its `grad_norm`), which is also what a value of unknown kind is taken for.
+TRAINER_NORM = DEFAULT_NORM = next(norm.name for norm in NORM_TYPES.values() if norm.from_trainer)
 
 
 def check_norm(norm, *, name: str = "norm") -> str:
@@ -56,6 +63,8 @@ def norm_type(norm) -> NormType:
 
 
 def norm_for_optimizer(optimizer_name: str) -> str:
-    """"l1" for Adam-family (coordinate-wise adaptive) optimizers, "l2" for SGD-family ones."""
+    """The norm an optimizer pairs with: the row whose `optimizers` match its class name ("l1" for Adam-family,
+    coordinate-wise adaptive optimizers), else the default ("l2", SGD-family)."""
     lowered = optimizer_name.lower()
-    return "l1" if any(key in lowered for key in _COORDINATE_WISE_OPTIMIZERS) else "l2"
+    return next((norm.name for norm in NORM_TYPES.values() if any(key in lowered for key in norm.optimizers)),
+                DEFAULT_NORM)

@@ -101,7 +101,7 @@ def build_schedule(record: NormRecord, settings: RefinementSettings | None = Non
         logger.warning("%d of %d steps (%.0f%%) were skipped, unknown or had non-finite or zero norms; they are filled "
                        "from neighbouring steps. Check the run for overflows, divergence or lost records.", missing,
                        total, 100 * missing / total)
-    settings = (settings or RefinementSettings.defaults()).resolved(record)
+    settings = (settings or RefinementSettings()).resolved(record)
     multipliers, explanation = METHODS[settings.method].function(record, settings)
     return RefinedSchedule(record=record, multipliers=multipliers, settings=settings, explanation=explanation)
 

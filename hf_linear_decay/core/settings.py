@@ -1,14 +1,17 @@
-"""`RefinementSettings`: how to refine a record, validated once where it is built and trusted afterwards."""
+"""`RefinementSettings`: how to refine a record. One way to make them: the constructor validates every field, and a
+change is `dataclasses.replace` (or `updated`, which adds the resets a user expects), so it validates too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, replace
 
 from .methods import DEFAULT_METHOD, METHODS, check_method, check_method_options
 from .norms import NORM_TYPES, check_norm, norm_for_optimizer
 from .refine import DEFAULT_TAU, check_power, check_tau
 
-__all__ = ["RefinementSettings", "check_overrides"]
+__all__ = ["RefinementSettings"]
+
+_FIELDS = ("method", "norm", "tau", "power", "options")
 
 
 @dataclass(frozen=True)
@@ -18,14 +21,15 @@ class RefinementSettings:
     Attributes:
         method (`str`, defaults to `DEFAULT_METHOD`): a key of `hf_linear_decay.core.methods.METHODS`.
         norm (`str`, *optional*): "l1" or "l2"; default: from the recorded optimizer (Adam-type -> l1), else the one
-            norm the record holds, else l2.
+            norm the record holds, else the first row of the norm table.
         tau (`float`, defaults to 0.1): median-filter window as a fraction of the run, in (0, 1].
         power (`float`, *optional*): weight power p > 0; default: the norm's pairing (2 for l2, 1 for l1).
         options (`dict`, *optional*): the method's own parameters (`METHODS[method].options`); defaults filled by
             `resolved`.
-
-    Building one validates every field (the entry point for values from users); `updated` validates only the values
-    it changes, and `resolved` fills defaults from the tables without checking them again.
+        names (init only, `dict`, *optional*): the name each field has where the value came from (e.g.
+            `{"tau": "--tau"}`), for the error messages.
+        known_valid (init only, `tuple`): fields copied from settings that validated them already (what `updated`
+            and `resolved` pass): each value is checked once, where it first enters a `RefinementSettings`.
     """
 
     method: str = DEFAULT_METHOD
@@ -33,54 +37,54 @@ class RefinementSettings:
     tau: float = DEFAULT_TAU
     power: float | None = None
     options: dict = field(default_factory=dict)
+    names: InitVar[dict | None] = None
+    known_valid: InitVar[tuple] = ()
 
-    def __post_init__(self):
-        check_method(self.method)
+    def __post_init__(self, names, known_valid):
+        names = names or {}
+
+        def check(field_name, checker, *args):
+            if field_name not in known_valid:
+                object.__setattr__(self, field_name, checker(*args, getattr(self, field_name),
+                                                             name=names.get(field_name, field_name)))
+
+        check("method", check_method)
         if self.norm is not None:
-            check_norm(self.norm)
-        object.__setattr__(self, "tau", check_tau(self.tau))
+            check("norm", check_norm)
+        check("tau", check_tau)
         if self.power is not None:
-            object.__setattr__(self, "power", check_power(self.power))
-        object.__setattr__(self, "options", check_method_options(self.method, self.options))
-
-    @classmethod
-    def defaults(cls) -> RefinementSettings:
-        """The default settings (constants of the tables, not checked again)."""
-        return cls._trusted(method=DEFAULT_METHOD, norm=None, tau=DEFAULT_TAU, power=None, options={})
-
-    @classmethod
-    def _trusted(cls, **values) -> RefinementSettings:
-        """Settings from values that are already valid (no second check)."""
-        settings = object.__new__(cls)
-        for item in fields(cls):
-            object.__setattr__(settings, item.name, values[item.name])
-        return settings
-
-    def _values(self) -> dict:
-        return {item.name: getattr(self, item.name) for item in fields(self)}
+            check("power", check_power)
+        if "options" not in known_valid or "method" not in known_valid:  # options belong to the method
+            object.__setattr__(self, "options", check_method_options(self.method, self.options,
+                                                                     name=names.get("options", "method_options")))
 
     def updated(self, *, names: dict | None = None, **overrides) -> RefinementSettings:
-        """A copy with the non-`None` overrides applied, each validated once (`names` maps a field to the name its
-        error message uses, e.g. `{"tau": "--tau"}`). A new norm without a power resets the power; a new method
-        without options resets the options."""
-        return self.with_checked(check_overrides(names=names, **overrides), names=names)
+        """A copy with the non-`None` overrides, each checked (`names` as in the constructor). A new norm without a
+        power resets the power; a new method without options resets the options."""
+        unknown = sorted(set(overrides) - set(_FIELDS))
+        if unknown:
+            raise TypeError(f"unknown settings {unknown}; RefinementSettings has {', '.join(_FIELDS)}.")
+        return self._copy({key: value for key, value in overrides.items() if value is not None}, (), names)
 
-    def with_checked(self, overrides: dict, *, names: dict | None = None) -> RefinementSettings:
-        """`updated` for overrides that `check_overrides` already validated (the method's options are checked here,
-        against the method the result has)."""
-        values = self._values()
-        values.update({key: value for key, value in overrides.items() if key != "options"})
-        if values["method"] != self.method and "options" not in overrides:
-            values["options"] = {}
-        if values["norm"] != self.norm and "power" not in overrides:
-            values["power"] = None
-        if "options" in overrides:
-            values["options"] = check_method_options(values["method"], overrides["options"],
-                                                     name=(names or {}).get("options", "method_options"))
-        return RefinementSettings._trusted(**values)
+    def taking(self, given: RefinementSettings, fields, *, options=None, names: dict | None = None):
+        """`updated` with `given`'s values for `fields`: settings built from the same input a moment before (to check
+        it before any other work), so those values are not checked again; `options`, which belong to the method the
+        copy ends up with, are checked here."""
+        changes = {name: getattr(given, name) for name in fields}
+        if options is not None:
+            changes["options"] = options
+        return self._copy(changes, tuple(name for name in fields if name != "options"), names)
+
+    def _copy(self, changes: dict, checked: tuple, names) -> RefinementSettings:
+        if changes.get("method", self.method) != self.method and "options" not in changes:
+            changes["options"] = {}
+        if changes.get("norm", self.norm) != self.norm and "power" not in changes:
+            changes["power"] = None
+        unchanged = tuple(name for name in _FIELDS if name not in changes or name in checked)
+        return replace(self, names=names, known_valid=unchanged, **changes)
 
     def resolved(self, record) -> RefinementSettings:
-        """Concrete settings for `record`: every default filled in (from the tables: nothing to check again)."""
+        """Concrete settings for `record`: every default filled in."""
         norm = self.norm
         if norm is None:
             held = [n.name for n in NORM_TYPES.values() if n.tensor in record.recorded]
@@ -89,19 +93,8 @@ class RefinementSettings:
             elif len(held) == 1:
                 norm = held[0]
             else:
-                norm = "l2"
+                norm = next(iter(NORM_TYPES))
         power = NORM_TYPES[norm].default_power if self.power is None else self.power
         options = {key: option.default for key, option in METHODS[self.method].options.items()} | self.options
-        return RefinementSettings._trusted(**{**self._values(), "norm": norm, "power": power, "options": options})
-
-
-def check_overrides(*, names: dict | None = None, **overrides) -> dict:
-    """The non-`None` overrides of `RefinementSettings` fields, each validated once (the options are checked when
-    the method they belong to is known, in `with_checked`)."""
-    names = names or {}
-    checks = {"method": check_method, "norm": check_norm, "tau": check_tau, "power": check_power}
-    unknown = sorted(set(overrides) - set(checks) - {"options"})
-    if unknown:
-        raise TypeError(f"unknown settings {unknown}; RefinementSettings has {list(checks) + ['options']}.")
-    return {key: checks[key](value, name=names.get(key, key)) if key in checks else value
-            for key, value in overrides.items() if value is not None}
+        # Defaults from the tables joined to values this object validated: nothing new to check.
+        return replace(self, norm=norm, power=power, options=options, known_valid=_FIELDS)

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from ..core.norms import NORM_TYPES
+from ..core.norms import DEFAULT_NORM, NORM_TYPES
 from ..core.record import NormRecord, RunInfo
 from .steps import NormInputError, fill_every_step, step_number
 from .table_reader import STEP_COLUMNS
@@ -60,7 +60,7 @@ def record_from_json_lines(text: str, path, column: str | None, norm: str | None
     steps = np.array([step for step, _, _ in points])
     per_step, interpolated = fill_every_step(steps, [value for _, value, _ in points], f"key {chosen!r}", path)
     named = [n.name for n in NORM_TYPES.values() if n.name in chosen.lower()]
-    norm = norm or (named[0] if len(named) == 1 else "l2")
+    norm = norm or (named[0] if len(named) == 1 else DEFAULT_NORM)
     columns = {NORM_TYPES[norm].tensor: per_step}
     if all(isinstance(lr, (int, float)) and not isinstance(lr, bool) for _, _, lr in points):
         columns["lr"], _ = fill_every_step(steps, [float(lr) for _, _, lr in points], "learning_rate", path)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..core.norms import check_norm
 from .jsonl_reader import looks_like_json_lines, record_from_json_lines
 from .paths import check_readable_file
 from .safetensors_io import looks_like_safetensors
@@ -27,7 +26,8 @@ from .steps import MAX_STEPS, MAX_STEPS_PER_VALUE, NormInputError
 from .table_reader import record_from_table
 from .trainer_state_reader import parse_json, record_from_trainer_state
 
-__all__ = ["INPUT_FORMATS", "MAX_STEPS", "MAX_STEPS_PER_VALUE", "InputFormat", "NormInputError", "read_record"]
+__all__ = ["INPUT_FORMATS", "MAX_STEPS", "MAX_STEPS_PER_VALUE", "InputFormat", "NormInputError", "input_kinds",
+           "read_record"]
 
 #: Bytes the sniffers see (a line of a JSON-lines file can be long; a safetensors header needs only its first 9).
 HEAD_BYTES = 1 << 16
@@ -36,20 +36,26 @@ HEAD_BYTES = 1 << 16
 @dataclass(frozen=True)
 class InputFormat:
     """One input format: `sniff(head_bytes, head_text)`, `read(path, handle, head, column, norm) -> (record,
-    settings or None)`, and whether `--column` applies to it."""
+    settings or None)`, whether `--column` applies to it, and what `refine --help` says it gives."""
 
     name: str
     sniff: Callable
     read: Callable
     takes_column: bool
+    what: str
+
+
+def input_kinds(formats=None) -> str:
+    """The formats' names as a phrase ("a, b or c"), for messages: the table is the one list."""
+    names = [kind.name for kind in (INPUT_FORMATS if formats is None else formats)]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
 
 
 def _text(path, handle, head: bytes) -> str:
     try:
         return (head + handle.read()).decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise NormInputError(f"{path}: not a schedule file, trainer_state.json or CSV/text file (not UTF-8 "
-                             "text).") from None
+        raise NormInputError(f"{path}: not a {input_kinds()} (not UTF-8 text).") from None
     except OSError as error:
         raise NormInputError(f"{path}: cannot be read ({error.strerror or error}).") from None
 
@@ -72,11 +78,15 @@ def _read_table(path, handle, head, column, norm):
 
 
 INPUT_FORMATS = (
-    InputFormat("schedule or record file (safetensors)", lambda data, text: looks_like_safetensors(data),
-                _read_safetensors, False),
-    InputFormat("JSON lines", lambda data, text: looks_like_json_lines(text), _read_json_lines, True),
-    InputFormat("trainer_state.json", lambda data, text: text.lstrip().startswith(("{", "[")), _read_json, False),
-    InputFormat("CSV or text table", lambda data, text: True, _read_table, True),
+    InputFormat("schedule or record file", lambda data, text: looks_like_safetensors(data), _read_safetensors, False,
+                "safetensors, as this package writes them: re-refined from its record"),
+    InputFormat("JSON lines file", lambda data, text: looks_like_json_lines(text), _read_json_lines, True,
+                "one object of metrics per line: grad_norm_l1, grad_norm_l2 or grad_norm, or --column KEY"),
+    InputFormat("trainer_state.json", lambda data, text: text.lstrip().startswith(("{", "[")), _read_json, False,
+                "RefinementCallback's exact record if the run had one, else the logged pre-clip l2 `grad_norm`, "
+                "interpolated between logging steps"),
+    InputFormat("CSV or text file of norms", lambda data, text: True, _read_table, True,
+                "one per line, or a named column such as a W&B export"),
 )
 
 
@@ -86,15 +96,14 @@ def read_record(path, *, column: str | None = None, norm: str | None = None):
     Args:
         column (`str`, *optional*): the CSV column or JSON-lines key holding the norms (default: the only non-step
             column; for JSON lines the first of `grad_norm_l1`, `grad_norm_l2`, `grad_norm`).
-        norm (`str`, *optional*): for CSV and JSON-lines input, what the values are ("l1" when the column's name
-            contains "l1", else "l2"); other inputs hold their own norms and ignore it here.
+        norm (`str`, *optional*, a name in `core.norms.NORM_TYPES`, validated by the caller): for CSV and JSON-lines
+            input, what the values are (the norm the column's name contains, else `core.norms.DEFAULT_NORM`); other
+            inputs hold their own norms and ignore it here.
 
     Returns:
         `(record, settings)`: the record, and for a schedule file the settings it was refined with (else `None`).
     """
-    if norm is not None:
-        check_norm(norm)
-    path = check_readable_file(path, NormInputError, "pass a schedule file, a trainer_state.json or a CSV of norms")
+    path = check_readable_file(path, NormInputError, f"pass a {input_kinds()}")
     try:
         handle = open(path, "rb")
     except OSError as error:
@@ -112,6 +121,7 @@ def read_record(path, *, column: str | None = None, norm: str | None = None):
             if (text is None and kind.read is not _read_safetensors) or not kind.sniff(head, text or ""):
                 continue
             if column is not None and not kind.takes_column:
-                raise NormInputError(f"{path}: --column applies to CSV and JSON-lines input, not to a {kind.name}.")
+                takes = input_kinds([other for other in INPUT_FORMATS if other.takes_column])
+                raise NormInputError(f"{path}: --column applies to a {takes}, not to a {kind.name}.")
             return kind.read(path, handle, head, column, norm)
-    raise NormInputError(f"{path}: not a schedule file, trainer_state.json or CSV/text file (not UTF-8 text).")
+    raise NormInputError(f"{path}: not a {input_kinds()} (not UTF-8 text).")

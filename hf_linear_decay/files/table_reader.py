@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ..core.norms import NORM_TYPES
+from ..core.norms import DEFAULT_NORM, NORM_TYPES
 from ..core.record import NormRecord, RunInfo
 from .steps import NormInputError, fill_every_step, step_number
 
@@ -79,7 +79,7 @@ def record_from_table(text: str, path, column: str | None, norm: str | None) -> 
     steps = np.array([step_number(float(s), path, f"the step column (row {i + 1})") for i, s in enumerate(steps)])
     per_step, interpolated = fill_every_step(steps, norms, f"column {column_name or 1}", path)
     named = [name for name in NORM_TYPES if column_name and name in column_name.lower()]
-    norm = norm or (named[0] if len(named) == 1 else "l2")
+    norm = norm or (named[0] if len(named) == 1 else DEFAULT_NORM)
     source = os.path.basename(path) + (f" column {column_name!r}" if column_name else "")
     record = NormRecord.from_columns({NORM_TYPES[norm].tensor: per_step}, run=RunInfo(source=source))
     if interpolated:

@@ -41,11 +41,9 @@ class Subcommand:
 SUBCOMMANDS = {
     "refine": Subcommand(
         "build a refined schedule file from recorded gradient norms",
-        "Build a refined schedule file. INPUT is a schedule or record file (re-refined from its record), a Trainer "
-        "trainer_state.json (RefinementCallback's exact record if the run had one, else the logged pre-clip l2 "
-        "`grad_norm`, interpolated between logging steps), JSON lines of metrics, or a CSV/text file of norms (one per "
-        "line, or a named column such as a W&B export). The output may not be the input or anything but a regular "
-        "file; a symbolic link is written through to its target.", commands.refine_arguments, commands.refine),
+        "Build a refined schedule file. INPUT is read by content, never by name: {formats}. The output may not be "
+        "the input or anything but a regular file; a symbolic link is written through to its target.",
+        commands.refine_arguments, commands.refine),
     "export": Subcommand("print one column of a schedule file", "", commands.export_arguments, commands.export),
     "inspect": Subcommand("summarize a schedule file", "", commands.inspect_arguments, commands.inspect),
     "plot": Subcommand("plot norms and the refined schedule", "", commands.plot_arguments, commands.plot),
@@ -60,8 +58,12 @@ SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Refined linear-decay learning-rate schedules (arXiv 2310.07831).")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    from ..files.readers import INPUT_FORMATS
+
+    formats = "; ".join(f"a {kind.name} ({kind.what})" for kind in INPUT_FORMATS)  # the readers' table, not a copy
     for name, command in SUBCOMMANDS.items():
-        command.add_arguments(subparsers.add_parser(name, help=command.help, description=command.description or None))
+        command.add_arguments(subparsers.add_parser(name, help=command.help,
+                                                    description=command.description.format(formats=formats) or None))
     return parser
 
 

@@ -58,11 +58,13 @@ def refine_arguments(parser) -> None:
                         help="median-filter window as a fraction of the run, in (0, 1] (default: the input file's, "
                              "else 0.1)")
     parser.add_argument("--norm", choices=tuple(NORM_TYPES), default=None,
-                        help="norm to refine from: l1 (Adam, Alg. 2) or l2 (SGD, Alg. 1); for CSV input, what the "
-                             "values "
-                        "are (default: from the recorded optimizer, else the one norm recorded)")
+                        help="norm to refine from: " + "; ".join(f"{norm.name} for {norm.pairs_with}"
+                                                                  for norm in NORM_TYPES.values())
+                        + "; for CSV and JSON-lines input, what the values are (default: from the recorded optimizer, "
+                          "else the one norm recorded)")
     parser.add_argument("--power", type=_number("--power"), default=None,
-                        help="weight power p (default: 2 for l2, 1 for l1)")
+                        help="weight power p (default: " + ", ".join(f"{norm.default_power:g} for {norm.name}"
+                                                                     for norm in NORM_TYPES.values()) + ")")
     parser.add_argument("--option", type=_option, action="append", default=None, metavar="NAME=VALUE",
                         help="a parameter of the chosen method (see each method's options)")
     parser.add_argument("--column", default=None, help="CSV column or JSON-lines key holding the norms")
@@ -80,31 +82,30 @@ def _flag_errors():
 
 
 def refine(args) -> None:
+    from ..core.describe import describe_schedule
     from ..core.schedule import build_schedule
-    from ..core.settings import RefinementSettings, check_overrides
+    from ..core.settings import RefinementSettings
     from ..files.readers import read_record
     from ..files.schedule_file import save_schedule_file
 
-    with _flag_errors():  # the flags' values first, as argparse would (the options once the method is known)
-        overrides = check_overrides(names=FLAGS, method=args.method, norm=args.norm, tau=args.tau, power=args.power,
-                                    options=dict(args.option) if args.option else None)
+    given = [name for name in ("method", "norm", "tau", "power") if getattr(args, name) is not None]
+    with _flag_errors():  # the flags' values first, once, as argparse would (the options once the method is known)
+        flags = RefinementSettings(names=FLAGS, **{name: getattr(args, name) for name in given})
     output = check_output(args.output, inputs=[args.input])
     record, settings = read_record(args.input, column=args.column, norm=args.norm)
     with _flag_errors():
-        settings = (settings or RefinementSettings.defaults()).with_checked(overrides, names=FLAGS)
+        settings = (settings or RefinementSettings()).taking(flags, given, names=FLAGS,
+                                                             options=dict(args.option) if args.option else None)
     schedule = build_schedule(record, settings, force=args.force)
     save_schedule_file(schedule, output)
     for note in record.notes:
         print(f"note: {note}", file=sys.stderr)
     if schedule.explanation:
         print(f"note: method {schedule.method!r}: {schedule.explanation}", file=sys.stderr)
-    from ..core.describe import describe_schedule
-
     filled = int(schedule.skipped.sum())
     print_checked(f"wrote {output}: T={schedule.num_steps}, method {schedule.method}, {schedule.norm} norms, power "
                   f"{schedule.power:g}, tau {schedule.tau:g}; {describe_schedule(schedule)}; {filled} skipped or "
-                  "invalid "
-                  "step(s) filled from neighbours")
+                  "invalid step(s) filled from neighbours")
 
 
 def export_arguments(parser) -> None:

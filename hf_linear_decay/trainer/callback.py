@@ -13,7 +13,7 @@ from .grad_norms import gradient_norms
 from ..core.methods import DEFAULT_METHOD
 from ..core.schedule import RefinedSchedule, build_schedule
 from ..core.settings import RefinementSettings
-from ..core.norms import NORM_TYPES
+from ..core.norms import NORM_TYPES, TRAINER_NORM
 from ..core.record import NormRecord
 from ..core.refine import DEFAULT_TAU
 from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
@@ -27,8 +27,6 @@ from .resume import resumed_record
 
 logger = logging.getLogger(__name__)
 
-#: The norm the Trainer itself computes before clipping (its logged `grad_norm`).
-TRAINER_NORM = "l2"
 
 
 class RefinementCallback(TrainerCallback, ExportableState):
@@ -180,20 +178,21 @@ class RefinementCallback(TrainerCallback, ExportableState):
         clipping = bool(args.max_grad_norm and args.max_grad_norm > 0)
         if zero_step is not None:  # DeepSpeed: measured inside the ZeRO step, before the engine clipped
             norms, lr, clipping = zero_step[0], zero_step[1], False
-        else:
-            (norms, self.measurement), lr = gradient_norms(model), float(optimizer.param_groups[0]["lr"])
+        else:  # the norm the Trainer computed already is not measured again
+            skip = (TRAINER_NORM,) if pre_clip_l2 is not None else ()
+            (norms, self.measurement), lr = gradient_norms(model, skip=skip), float(optimizer.param_groups[0]["lr"])
         if norms is None:
             raise RuntimeError("RefinementCallback found no gradients at on_pre_optimizer_step; is the model frozen, "
-                               "or "
-                               "is this an engine the package does not support?")
+                               "or is this an engine the package does not support?")
         if pre_clip_l2 is None and clipping:
             raise RuntimeError("RefinementCallback did not see the Trainer's pre-clipping gradient norm this step; "
-                               "call "
-                               "`callback.set_trainer(trainer)` before training.")
-        device = norms[TRAINER_NORM].device
+                               "call `callback.set_trainer(trainer)` before training.")
         if pre_clip_l2 is not None:
             pre_clip_l2 = pre_clip_l2.full_tensor() if hasattr(pre_clip_l2, "full_tensor") else pre_clip_l2
-            pre_clip_l2 = torch.as_tensor(pre_clip_l2, dtype=torch.float32).detach().to(device)
+            pre_clip_l2 = torch.as_tensor(pre_clip_l2, dtype=torch.float32).detach()
+        device = next(iter(norms.values())).device if norms else pre_clip_l2.device
+        if pre_clip_l2 is not None:
+            pre_clip_l2 = pre_clip_l2.to(device)
             # The coefficient torch's clip_grads_with_norm_ multiplied the gradients by; every norm scales with it.
             coefficient = torch.clamp(args.max_grad_norm / (pre_clip_l2 + 1e-6), max=1.0) if clipping else 1.0
             norms = {**{name: value / coefficient for name, value in norms.items()}, TRAINER_NORM: pre_clip_l2}

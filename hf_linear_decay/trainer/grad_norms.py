@@ -36,7 +36,7 @@ def _combine(norms: list[torch.Tensor], order: float) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms), order)
 
 
-def _tensor_norms(parameters) -> dict[str, torch.Tensor] | None:
+def _tensor_norms(parameters, skip=()) -> dict[str, torch.Tensor] | None:
     from torch.distributed.tensor import DTensor
 
     groups: dict[object, list[torch.Tensor]] = {}
@@ -49,6 +49,8 @@ def _tensor_norms(parameters) -> dict[str, torch.Tensor] | None:
         return None
     result = {}
     for name, norm in NORM_TYPES.items():
+        if name in skip:
+            continue
         parts, device = [], None
         for grads in groups.values():
             part = _combine(_per_tensor_norms(grads, norm.order), norm.order)
@@ -100,7 +102,8 @@ def _full_gradient_norms(parameters) -> dict[str, torch.Tensor] | None:
     return {name: _combine(_per_tensor_norms(grads, n.order), n.order) for name, n in NORM_TYPES.items()}
 
 
-def gradient_norms(model=None, *, zero_optimizer=None, parameters=None) -> tuple[dict[str, torch.Tensor] | None, str]:
+def gradient_norms(model=None, *, zero_optimizer=None, parameters=None,
+                   skip=()) -> tuple[dict[str, torch.Tensor] | None, str]:
     """Global norms of the gradient the optimizer is about to apply, and how they were measured.
 
     Args:
@@ -108,6 +111,7 @@ def gradient_norms(model=None, *, zero_optimizer=None, parameters=None) -> tuple
         zero_optimizer: under DeepSpeed, the ZeRO optimizer (call this inside its `step`, before it clips and
             applies the gradient); the values are then loss-scaled, as DeepSpeed holds them.
         parameters: under DeepSpeed, the model's parameters (for the `safe_get_full_grad` fallback).
+        skip: names of norms not to measure (the one the Trainer computed already), outside DeepSpeed.
 
     Returns:
         `({norm name: float32 tensor}, measured_by)`, `measured_by` one of "tensors", "fsdp1", "partitions",
@@ -126,5 +130,5 @@ def gradient_norms(model=None, *, zero_optimizer=None, parameters=None) -> tuple
             return None, "fsdp1"
         # An infinite threshold makes the clip coefficient exactly 1: the call only measures (one collective each).
         return {name: model.clip_grad_norm_(float("inf"), norm_type=n.order).float() for name,
-                n in NORM_TYPES.items()}, "fsdp1"
-    return _tensor_norms(model.parameters()), "tensors"
+                n in NORM_TYPES.items() if name not in skip}, "fsdp1"
+    return _tensor_norms(model.parameters(), skip), "tensors"

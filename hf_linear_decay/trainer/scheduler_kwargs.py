@@ -52,21 +52,12 @@ def _check_flag(value, *, name: str) -> bool:
 
 
 def _validators() -> dict:
-    """Key -> validator. `record_norms`: pass 1 records by default, pass 2 only when it is true."""
+    """Key -> validator of the keys this module owns (`record_norms`: pass 1 records by default, pass 2 only when it
+    is true). The refinement keys are checked by `RefinementSettings` when they meet the file's settings."""
     from ..core.adaptive import check_adapt_options
-    from ..core.methods import check_method
-    from ..core.norms import check_norm
-    from ..core.refine import check_power, check_tau
 
-    return {"schedule_file": _check_path, "method": check_method, "norm": check_norm, "tau": check_tau,
-            "power": check_power, "method_options": _check_options, "record_norms": _check_flag,
-            "resume_without_record": _check_flag, "adapt": _check_flag, "adapt_options": check_adapt_options}
-
-
-def _check_options(value, *, name: str) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError(f"`{name}` must be an object of the method's parameters, got {value!r:.60}.")
-    return value  # checked against the method once it is known (RefinementSettings.with_checked)
+    return {"schedule_file": _check_path, "record_norms": _check_flag, "resume_without_record": _check_flag,
+            "adapt": _check_flag, "adapt_options": check_adapt_options}
 
 
 SCHEDULER_KEYS = ("schedule_file", "method", "norm", "tau", "power", "method_options", "record_norms",
@@ -80,7 +71,7 @@ class SchedulerOptions:
     adaptive run, adapt's options (every one filled in; `None` when the run does not adapt)."""
 
     schedule_file: str | None = None
-    overrides: dict = field(default_factory=dict)  # RefinementSettings fields, validated (options: see with_checked)
+    overrides: dict = field(default_factory=dict)  # RefinementSettings fields, checked when they meet the file's
     record_norms: bool | None = None
     resume_without_record: bool = False
     adapt: dict | None = None
@@ -109,8 +100,8 @@ def parse_scheduler_kwargs(kwargs) -> SchedulerOptions:
                          "or drop the key for pass 1 (linear decay, recorded).")
     validators = _validators()
     checked = {key: validators[key](value, name=f"lr_scheduler_kwargs['{key}']")
-               for key, value in kwargs.items() if value is not None}
-    overrides = {field: checked[key] for key, field in REFINEMENT_KEYS.items() if key in checked}
+               for key, value in kwargs.items() if value is not None and key in validators}
+    overrides = {field: kwargs[key] for key, field in REFINEMENT_KEYS.items() if kwargs.get(key) is not None}
     if "schedule_file" not in checked and overrides:
         raise ValueError("`lr_scheduler_kwargs` keys `method`, `norm`, `tau`, `power` and `method_options` re-refine a "
                          "schedule file's record; also pass `schedule_file`, or drop them for plain linear decay.")
@@ -146,7 +137,13 @@ def _file_identity(path: str) -> tuple:
 
 
 def _key(kwargs) -> str:
-    return json.dumps(kwargs, sort_keys=True, default=str)
+    """The cache key of some kwargs, the schedule file as the path it names: `2024` (transformers' int for a file
+    named by digits), `"2024"` and `Path("2024")` are one key."""
+    normal = dict(kwargs or {})
+    path = normal.get("schedule_file")
+    if path is not None and not isinstance(path, bool):
+        normal["schedule_file"] = str(path) if isinstance(path, (int, float)) else os.fspath(path)
+    return json.dumps(normal, sort_keys=True, default=str)
 
 
 #: Prepared schedules by their kwargs, alive as long as the Trainer-side holder keeps them (weak values).
@@ -156,16 +153,21 @@ _PREPARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 def prepare(kwargs, *, remember: bool = False) -> PreparedSchedule:
     """Validate `kwargs` and load what they name; with `remember`, hand the result to the scheduler built later."""
     from ..core.schedule import build_schedule
+    from ..core.settings import RefinementSettings
     from ..files.schedule_file import load_schedule_file
 
     options = parse_scheduler_kwargs(kwargs)
     prepared = PreparedSchedule(options)
     if options.schedule_file is not None:
+        names = {field: f"lr_scheduler_kwargs['{key}']" for key, field in REFINEMENT_KEYS.items()}
+        given = [name for name in options.overrides if name != "options"]
+        # The refinement keys first, once, before the file is read (its method decides which options are valid).
+        overrides = RefinementSettings(names=names, **{name: options.overrides[name] for name in given})
         schedule = load_schedule_file(options.schedule_file)
         prepared.file_identity = _file_identity(options.schedule_file)
         if options.overrides:  # the file's author already accepted its record: a diverged one is not refused again
-            names = {field: f"lr_scheduler_kwargs['{key}']" for key, field in REFINEMENT_KEYS.items()}
-            settings = schedule.settings.with_checked(options.overrides, names=names)
+            settings = schedule.settings.taking(overrides, given, names=names,
+                                                options=options.overrides.get("options"))
             schedule = build_schedule(schedule.record, settings, force=True)
         prepared.schedule = schedule
     if remember:
