@@ -4,7 +4,7 @@
     python -m benchmarks.bench_refine --steps 100000 --repeats 5
 
 Prints the best and median of the repeats. The target is "well under 1 s" for 1M steps; per-window sorting would
-take minutes. Also prints the slow reference twin on a short run for scale.
+take minutes. (The slow loop twin the tests compare against lives in tests/reference.py, for tests only.)
 """
 
 import argparse
@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 
-from tests.reference import reference_refine
 from hf_linear_decay.core.refine import filter_width, refine_schedule
 
 
@@ -31,14 +30,6 @@ def main():
         times.append(time.perf_counter() - start)
     print(f"refine_schedule: T={args.steps:,}, window={filter_width(args.steps, args.tau):,}: "
           f"best {min(times):.3f} s, median {statistics.median(times):.3f} s over {args.repeats} runs")
-    short = norms[:2000]
-    start = time.perf_counter()
-    reference_refine(short, args.tau, 2)
-    slow = time.perf_counter() - start
-    start = time.perf_counter()
-    refine_schedule(short, tau=args.tau, power=2)
-    fast = time.perf_counter() - start
-    print(f"reference twin vs fast on T=2,000: {slow / fast:,.0f}x slower (the reference is for tests only)")
 
 
 if __name__ == "__main__":

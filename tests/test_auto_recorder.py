@@ -24,7 +24,7 @@ def recorders(trainer):
     return [member for member in trainer.callback_handler.callbacks if isinstance(member, RefinementCallback)]
 
 
-def test_every_trainer_gets_an_activator():
+def test_every_trainer_gets_an_auto_recorder():
     assert AutoRecorder in __import__("transformers.trainer", fromlist=["x"]).DEFAULT_CALLBACKS
 
 
@@ -204,6 +204,7 @@ def test_pass_2_records_too_when_asked(make_args):
     assert_follows(trainer.state.log_history, 0.05, resample_schedule(load_schedule_file(path).multipliers, 12))
 
 
+@pytest.mark.slow
 def test_what_the_user_sees_on_stderr_with_no_logging_set_up(tmp_path):
     """Pass 1 says where its file is and what the refinement did; pass 2 says what it follows: on stderr, once,
     with transformers' and Python's logging left as a script leaves them."""
@@ -289,6 +290,7 @@ def test_a_kept_schedule_from_norms_without_lrs_is_transformers_linear_and_says_
     assert "vs linear decay (T-t)/T (assumed: no LRs recorded): equals it" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_end_of_run_line_starts_a_line_of_its_own_after_the_progress_bar(tmp_path):
     """With tqdm's bar on (the default outside notebooks), pass 1's line comes after the bar is closed."""
     import subprocess

@@ -31,16 +31,19 @@ def test_the_hook_is_installed_with_the_package_and_safe_on_its_own():
     assert missing.returncode == 0 and missing.stdout == missing.stderr == ""
 
 
+@pytest.mark.slow
 def test_a_fresh_interpreter_registers_when_transformers_loads_and_not_before():
     result = python("import sys; print('hf_linear_decay' in sys.modules); " + REGISTERED)
     assert result.returncode == 0 and result.stdout.split() == ["False", "True"], result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_the_opt_out_turns_it_off():
     result = python(REGISTERED, HF_LINEAR_DECAY_AUTOLOAD="0")
     assert result.returncode == 0 and result.stdout.split() == ["False"], result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_broken_package_costs_one_line_not_the_program(tmp_path):
     broken = tmp_path / "hf_linear_decay"
     broken.mkdir()

@@ -250,6 +250,7 @@ def test_save_state_after_training_points_at_the_final_record(make_args):
         os.path.join(args.output_dir, "norm_record.safetensors")).sha256()
 
 
+@pytest.mark.slow
 def test_a_kill_right_after_the_checkpoint_state_is_written_loses_no_record(make_args, tmp_path):
     """SIGKILL in the window where checkpoint-4/trainer_state.json exists (transformers resumes from it) and no
     on_save has run: the record that the state points to is already there, and the resumed run's final record is

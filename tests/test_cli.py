@@ -12,24 +12,14 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from hf_linear_decay.tools.cli import main
 from hf_linear_decay.core.schedule import build_schedule
 from hf_linear_decay.core.settings import RefinementSettings
-from hf_linear_decay.core.record import NormRecord
 from hf_linear_decay.core.refine import refine_schedule
 from hf_linear_decay.files.schedule_file import load_schedule_file, save_schedule_file
 
+from tests.helpers import make_file, run_cli
+
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-
-
-def make_file(path, settings=None, **columns):
-    return save_schedule_file(build_schedule(NormRecord.from_columns(columns), settings), path)
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_refine_from_a_text_file_of_norms(tmp_path, capsys):
@@ -211,6 +201,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     assert re.search(message, stderr), stderr
 
 
+@pytest.mark.slow
 def test_python_dash_m_help_and_errors():
     result = subprocess.run([sys.executable, "-m", "hf_linear_decay", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "refine" in result.stdout and "inspect" in result.stdout
@@ -219,6 +210,7 @@ def test_python_dash_m_help_and_errors():
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly(schedule_path):
     # `hf-linear-decay export ... | head -c 100`: the reader leaves early; no "Broken pipe" error, no traceback.
     command = f"{sys.executable} -m hf_linear_decay export {schedule_path} --csv --column lr | head -c 20 >/dev/null"
@@ -273,8 +265,6 @@ def test_inspect_flags_the_shapes_that_fared_badly(tmp_path, capsys, norms, flag
 
 def test_inspect_says_when_a_refined_schedule_repeats_pass_one(tmp_path, capsys):
     """A WSD pass 1 refined by `auto` gives WSD back to within its discretisation: inspect says so."""
-    from hf_linear_decay.core.schedule import build_schedule
-    from hf_linear_decay.files.schedule_file import save_schedule_file
     from tests.test_methods import lm_record
 
     path = str(tmp_path / "wsd.safetensors")

@@ -15,14 +15,9 @@ from hf_linear_decay.core.record import NormRecord
 from hf_linear_decay.core.schedule import build_schedule
 from hf_linear_decay.core.settings import RefinementSettings
 from hf_linear_decay.files.schedule_file import save_schedule_file, schedule_metadata
-from hf_linear_decay.tools.cli import main
+from tests.helpers import run_cli, write_json
+from tests.helpers import trainer_state as trainer_state_content
 from tests.tiny import RegressionData, TinyRegressor
-
-
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_error_line(code, err):
@@ -39,22 +34,19 @@ def schedule_file(tmp_path):
 
 
 def trainer_state(path, steps=20):
-    history = [{"step": s, "grad_norm": 1.0 + 1 / s, "learning_rate": 0.1 * (1 - s / steps), "loss": 1.0}
-               for s in range(1, steps + 1)]
-    path.write_text(json.dumps({"global_step": steps, "log_history": history}))
-    return path
+    return write_json(path, trainer_state_content(steps))
 
 
 # ----- outputs never clobber an input or a non-file --------------------------------------------------------------
 def test_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, capsys):
     state = trainer_state(tmp_path / "trainer_state.json")
     before = state.read_bytes()
-    err = one_error_line(*cli(capsys, "refine", state, "-o", state)[::2])
+    err = one_error_line(*run_cli(capsys, "refine", state, "-o", state)[::2])
     assert "is the input" in err and state.read_bytes() == before
     csv = tmp_path / "norms.csv"
     csv.write_text("norm\n" + "\n".join(str(1 + 1 / i) for i in range(1, 30)))
     os.link(csv, tmp_path / "hardlink.csv")  # another name of the same file
-    assert "is the input" in one_error_line(*cli(capsys, "refine", csv, "-o", tmp_path / "hardlink.csv")[::2])
+    assert "is the input" in one_error_line(*run_cli(capsys, "refine", csv, "-o", tmp_path / "hardlink.csv")[::2])
     assert csv.read_text().startswith("norm\n")
 
 
@@ -62,7 +54,7 @@ def test_output_through_a_link_writes_its_target_and_keeps_the_link(tmp_path, ca
     target, link = tmp_path / "real.safetensors", tmp_path / "link.safetensors"
     target.write_bytes(b"old")
     link.symlink_to(target)
-    code, out, err = cli(capsys, "refine", schedule_file, "-o", link)
+    code, out, err = run_cli(capsys, "refine", schedule_file, "-o", link)
     assert code == 0, err
     assert link.is_symlink() and os.readlink(link) == str(target) and target.read_bytes()[:8] != b"old"
 
@@ -77,16 +69,17 @@ def test_output_onto_a_pipe_device_or_folder_is_refused_and_left_alone(tmp_path,
     else:
         target = tmp_path / "folder"
         target.mkdir()
-    err = one_error_line(*cli(capsys, "refine", schedule_file, "-o", target)[::2])
+    err = one_error_line(*run_cli(capsys, "refine", schedule_file, "-o", target)[::2])
     assert ("not a regular file" in err) if make != "directory" else ("is a directory" in err)
     assert os.path.exists(target) and not os.path.isfile(target)
 
 
 def test_an_empty_output_name_has_its_own_message(capsys, schedule_file):
-    assert "-o/--output is empty" in one_error_line(*cli(capsys, "refine", schedule_file, "-o", "")[::2])
+    assert "-o/--output is empty" in one_error_line(*run_cli(capsys, "refine", schedule_file, "-o", "")[::2])
 
 
 # ----- stdout is checked: no silent truncation -------------------------------------------------------------------
+@pytest.mark.slow
 def test_export_to_a_full_disk_or_a_closed_stdout_fails_with_one_line(schedule_file):
     command = [sys.executable, "-m", "hf_linear_decay", "export", str(schedule_file), "--csv"]
     with open("/dev/full", "w") as full:
@@ -99,6 +92,7 @@ def test_export_to_a_full_disk_or_a_closed_stdout_fails_with_one_line(schedule_f
 
 
 @pytest.mark.parametrize("subcommand", ["export", "inspect"])
+@pytest.mark.slow
 def test_output_to_a_filesystem_that_fills_up_fails_with_one_line(tmp_path, subcommand):
     """A real full filesystem (a 16 KiB tmpfs) takes the first 16 KiB and refuses the rest: Python's buffered writer
     reports that short write as success, so the command must write and count every byte itself."""
@@ -166,7 +160,7 @@ def test_multipliers_in_a_dtype_numpy_cannot_hold(tmp_path, capsys, schedule_fil
     path.write_bytes(len(new_header).to_bytes(8, "little") + new_header + body)
     argv = {"inspect": ["inspect", path], "refine": ["refine", path, "-o", tmp_path / "o.safetensors"],
             "export": ["export", path, "--csv"]}[command]
-    err = one_error_line(*cli(capsys, *argv)[::2])
+    err = one_error_line(*run_cli(capsys, *argv)[::2])
     assert f"tensor `multipliers` has dtype {dtype}, expected float64" in err
 
 
@@ -176,7 +170,7 @@ def test_an_absurdly_long_integer_norm_is_a_skipped_step_not_a_crash(tmp_path, c
     text = json.dumps({"global_step": 20, "log_history": history})
     text = text.replace('"grad_norm": 1.5', '"grad_norm": ' + "9" * digits)
     (tmp_path / "trainer_state.json").write_text(text)
-    code, out, err = cli(capsys, "refine", tmp_path / "trainer_state.json", "-o", tmp_path / "o.safetensors")
+    code, out, err = run_cli(capsys, "refine", tmp_path / "trainer_state.json", "-o", tmp_path / "o.safetensors")
     assert code == 0 and "int_max_str_digits" not in err and "1 skipped or invalid step(s)" in out
 
 
@@ -190,7 +184,7 @@ def test_stateful_callbacks_of_the_wrong_shape(tmp_path, capsys, callbacks, mess
     state["stateful_callbacks"] = callbacks if not isinstance(callbacks, list) or callbacks[0] == 1 else {
         "RefinementCallback": callbacks}
     (tmp_path / "trainer_state.json").write_text(json.dumps(state))
-    err = one_error_line(*cli(capsys, "refine", tmp_path / "trainer_state.json", "-o", tmp_path / "o.st")[::2])
+    err = one_error_line(*run_cli(capsys, "refine", tmp_path / "trainer_state.json", "-o", tmp_path / "o.st")[::2])
     assert message in err
 
 
@@ -204,7 +198,7 @@ def test_inline_0_1_records_of_the_wrong_shape(tmp_path, capsys, attributes, mes
     state = json.loads(trainer_state(tmp_path / "trainer_state.json", steps=2).read_text())
     state["stateful_callbacks"] = {"RefinementCallback": {"args": {}, "attributes": attributes}}
     (tmp_path / "trainer_state.json").write_text(json.dumps(state))
-    err = one_error_line(*cli(capsys, "refine", tmp_path / "trainer_state.json", "-o", tmp_path / "o.st")[::2])
+    err = one_error_line(*run_cli(capsys, "refine", tmp_path / "trainer_state.json", "-o", tmp_path / "o.st")[::2])
     assert message in err and "KeyError" not in err
 
 
@@ -253,23 +247,23 @@ def test_resuming_two_recorders_from_an_untouched_checkpoint_warns_nothing(make_
 # ----- messages that say what is wrong ---------------------------------------------------------------------------
 def test_messages_that_once_misled(tmp_path, capsys, schedule_file):
     (tmp_path / "array.json").write_text("[1.0, 2.0, 3.0]")
-    err = one_error_line(*cli(capsys, "refine", tmp_path / "array.json")[::2])
+    err = one_error_line(*run_cli(capsys, "refine", tmp_path / "array.json")[::2])
     assert "a JSON array, not a trainer_state.json" in err and "header row" not in err
-    err = one_error_line(*cli(capsys, "refine", schedule_file, "--tau", "-inf")[::2])
+    err = one_error_line(*run_cli(capsys, "refine", schedule_file, "--tau", "-inf")[::2])
     assert "--tau must be a number in (0, 1]" in err
     named = tmp_path / "line\nbreak.csv"
     named.write_text("norm\nabc\n")
-    assert "line\\nbreak.csv" in one_error_line(*cli(capsys, "refine", named)[::2])
+    assert "line\\nbreak.csv" in one_error_line(*run_cli(capsys, "refine", named)[::2])
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "refined_schedule.safetensors").write_bytes(open(schedule_file, "rb").read())
-    err = one_error_line(*cli(capsys, "inspect", tmp_path / "dir")[::2])
+    err = one_error_line(*run_cli(capsys, "inspect", tmp_path / "dir")[::2])
     assert err.strip().endswith("refined_schedule.safetensors?")  # not "?."
 
 
 def test_damage_is_told_apart_from_truncation(tmp_path, capsys, schedule_file):
     longer = tmp_path / "longer.safetensors"
     longer.write_bytes(open(schedule_file, "rb").read() + b"extra bytes")
-    err = one_error_line(*cli(capsys, "inspect", longer)[::2])
+    err = one_error_line(*run_cli(capsys, "inspect", longer)[::2])
     assert "longer than its header declares" in err and "interrupted" not in err
     metadata = dict(schedule_metadata(build_schedule(NormRecord.from_columns({"grad_norm_l2": [2.0, 1.0, 1.0]}))))
     data = open(schedule_file, "rb").read()
@@ -279,7 +273,7 @@ def test_damage_is_told_apart_from_truncation(tmp_path, capsys, schedule_file):
     raw = json.dumps(header).encode()
     edited = tmp_path / "edited.safetensors"
     edited.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + length:])
-    err = one_error_line(*cli(capsys, "inspect", edited)[::2])
+    err = one_error_line(*run_cli(capsys, "inspect", edited)[::2])
     assert "metadata `num_steps` is int" in err and "interrupted" not in err and metadata
 
 
@@ -287,7 +281,7 @@ def test_a_peak_just_above_one_is_printed_with_enough_digits(tmp_path, capsys, s
     multipliers = np.linspace(1, 0, 60)
     multipliers[3] = 1 + 1e-6
     path = rewrite(schedule_file, multipliers=multipliers)
-    assert "max 1.000001" in one_error_line(*cli(capsys, "inspect", path)[::2])
+    assert "max 1.000001" in one_error_line(*run_cli(capsys, "inspect", path)[::2])
 
 
 def test_an_io_error_names_the_file(capsys, schedule_file, monkeypatch):
@@ -301,7 +295,7 @@ def test_an_io_error_names_the_file(capsys, schedule_file, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", failing)
-    err = one_error_line(*cli(capsys, "inspect", schedule_file)[::2])
+    err = one_error_line(*run_cli(capsys, "inspect", schedule_file)[::2])
     assert str(schedule_file) in err and "Input/output error" in err
 
 
@@ -311,7 +305,7 @@ def test_a_small_csv_cannot_make_a_huge_record(tmp_path, capsys):
 
     rows = "\n".join(f"{i * 10_000},{1 + 1 / (i + 1)}" for i in range(2000))  # 2,000 values over 20M steps
     (tmp_path / "sparse.csv").write_text("step,norm\n" + rows)
-    err = one_error_line(*cli(capsys, "refine", tmp_path / "sparse.csv", "-o", tmp_path / "o.st")[::2])
+    err = one_error_line(*run_cli(capsys, "refine", tmp_path / "sparse.csv", "-o", tmp_path / "o.st")[::2])
     assert f"at most {MAX_STEPS_PER_VALUE:,} steps per value" in err and MAX_STEPS_PER_VALUE <= 1000
 
 
@@ -321,7 +315,7 @@ def test_a_large_foreign_file_is_refused_from_its_header(tmp_path, capsys):
     path = tmp_path / "model.safetensors"
     save_file({"weight": np.zeros((64, 1024, 1024), dtype=np.uint8)}, str(path))  # 64 MiB, not ours
     tracemalloc.start()
-    err = one_error_line(*cli(capsys, "inspect", path)[::2])
+    err = one_error_line(*run_cli(capsys, "inspect", path)[::2])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert "not a schedule file" in err and peak < 4 * 2**20  # the header only, never the 64 MiB

@@ -81,8 +81,7 @@ def test_layers_import_only_downward():
     assert upward == []
 
 
-def test_no_import_cycles():
-    graph = {name: imports_of(name) for name in MODULES}
+def cycles_of(graph: dict) -> list:
     state, cycles = {}, []
 
     def visit(name, path):
@@ -97,7 +96,39 @@ def test_no_import_cycles():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycles():
+    assert cycles_of({name: imports_of(name) for name in MODULES}) == []
+
+
+def benchmark_imports() -> dict[str, set[str]]:
+    """`benchmarks.X` -> the `benchmarks`, `recipes` and `tests` modules it imports (anywhere in its body)."""
+    folder = os.path.join(os.path.dirname(PACKAGE_DIR), "benchmarks")
+    graph = {}
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py") or name == "__init__.py":
+            continue
+        found = set()
+        for node in ast.walk(ast.parse(open(os.path.join(folder, name)).read())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                top = node.module.split(".")[0]
+                if node.module in ("benchmarks", "recipes", "tests"):
+                    found.update(f"{node.module}.{alias.name}" for alias in node.names)
+                elif top in ("benchmarks", "recipes", "tests"):
+                    found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names if alias.name.split(".")[0] in ("benchmarks", "tests"))
+        graph[f"benchmarks.{name[:-3]}"] = found
+    return graph
+
+
+def test_benchmarks_have_no_import_cycle_and_use_no_test_code():
+    graph = benchmark_imports()
+    assert len(graph) > 10 and "benchmarks.lm_problems" in graph["benchmarks.lm_report"]
+    assert cycles_of({name: {target for target in targets if target in graph} for name, targets in graph.items()}) == []
+    assert [name for name, targets in graph.items() if any(t.startswith("tests") for t in targets)] == []
 
 
 def test_no_module_imports_the_package_root():

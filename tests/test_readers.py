@@ -12,20 +12,9 @@ from hf_linear_decay.core.record import NormRecord, RunInfo
 from hf_linear_decay.files.schedule_file import save_record_file, save_schedule_file
 from hf_linear_decay.files.readers import MAX_STEPS_PER_VALUE, NormInputError, read_record
 
+from tests.helpers import trainer_state, write_json
+
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-
-
-def trainer_state(num_steps, logging_steps, norms, lrs, callback=None):
-    history = [{"epoch": step / num_steps, "grad_norm": norms[step - 1], "learning_rate": lrs[step - 1], "loss": 2.0,
-                "step": step} for step in range(logging_steps, num_steps + 1, logging_steps)]
-    history.append({"epoch": 1.0, "step": num_steps, "total_flos": 1.0, "train_loss": 2.0, "train_runtime": 1.0})
-    return {"global_step": num_steps, "log_history": history, "logging_steps": logging_steps, "max_steps": num_steps,
-            "train_batch_size": 8, "stateful_callbacks": {} if callback is None else {"RefinementCallback": callback}}
-
-
-def write_json(path, state):
-    path.write_text(json.dumps(state))
-    return path
 
 
 def test_trainer_state_with_the_callbacks_record_file_uses_it_exactly(tmp_path):

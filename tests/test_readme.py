@@ -19,8 +19,36 @@ def test_ci_runs_the_readme_test_command():
     assert commands[0] in ci_lines
 
 
-def test_the_use_it_snippet_builds_the_model_again_for_pass_2():
+def test_the_use_it_snippet_runs_both_passes_from_fresh_models(tmp_path, monkeypatch):
+    """The README's Python snippet, run as written (with `build_model` and `data` supplied and a short run): pass 1
+    writes its file, pass 2 follows it, and each pass trains a model of its own."""
+    import numpy as np
+    import transformers
+
+    from hf_linear_decay import load_schedule_file
+    from tests.tiny import RegressionData, TinyRegressor
+
     readme = read("README.md")
     snippet = readme[readme.index("## Use it"):].split("```python")[1].split("```")[0]
-    trainers = [line for line in snippet.splitlines() if line.startswith("Trainer(")]
-    assert len(trainers) == 2 and all("build_model()" in line for line in trainers)  # not one `model` object twice
+    assert "max_steps=10_000" in snippet
+    built, trained = [], []
+
+    def build_model():
+        built.append(TinyRegressor())
+        return built[-1]
+
+    original = transformers.Trainer.train
+
+    def train(self, *args, **kwargs):
+        trained.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "train", train)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet.replace("max_steps=10_000", "max_steps=12"), "README.md", "exec"),
+         {"build_model": build_model, "data": RegressionData()})
+    assert len(built) == 2 and [trainer.model for trainer in trained] == built  # a fresh model for each pass
+    schedule = load_schedule_file(tmp_path / "run1" / "refined_schedule.safetensors")
+    followed = trained[1].lr_scheduler.lr_lambdas[0]
+    assert schedule.num_steps == 12 and followed.source == "run1/refined_schedule.safetensors"
+    np.testing.assert_array_equal(followed.multipliers.numpy(), schedule.multipliers)

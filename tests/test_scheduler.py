@@ -9,15 +9,15 @@ import hf_linear_decay  # noqa: F401  (registers)
 from hf_linear_decay.core.schedule import build_schedule
 from hf_linear_decay.core.settings import RefinementSettings
 from hf_linear_decay.core.record import NormRecord
-from hf_linear_decay.files.schedule_file import save_schedule_file
 from hf_linear_decay.trainer.scheduler_kwargs import parse_scheduler_kwargs
 from hf_linear_decay.core.shapes import resample_schedule
 from transformers import get_scheduler
 
+from tests import helpers
+
 
 def make_file(path, norms, **settings):
-    schedule = build_schedule(NormRecord.from_columns({"grad_norm_l2": norms}), RefinementSettings(**settings))
-    return save_schedule_file(schedule, path)
+    return helpers.make_file(path, RefinementSettings(**settings), grad_norm_l2=norms)
 
 
 def lrs_of(scheduler, optimizer, steps):

@@ -131,3 +131,26 @@ def test_the_l2_norm_is_not_measured_again_when_the_trainer_gives_it(make_args, 
     model(torch.ones(2, 8), labels=torch.ones(2))["loss"].backward()
     norms, _ = grad_norms.gradient_norms(model)  # without the Trainer's value: every norm of the table
     assert sorted(norms) == ["l1", "l2"] and orders == [2.0, 1.0]
+
+
+def test_refining_a_schedule_file_reads_its_record_and_settings_not_its_schedule(tmp_path, monkeypatch):
+    record = NormRecord.from_columns({"grad_norm_l2": np.linspace(3, 1, 40)})
+    path = schedule_file.save_schedule_file(build_schedule(record), tmp_path / "s.safetensors")
+    checks = counting(monkeypatch, schedule_file, "_check_schedule")
+    reads = counting(monkeypatch, schedule_file, "read_tensor")
+    assert main(["refine", str(path), "-o", str(tmp_path / "again.safetensors"), "--method", "paper"]) == 0
+    assert len(checks) == 1  # the output's, when it is written
+    assert len(reads) == 4  # grad_norm_l2, grad_norm_l1 (all NaN: not recorded, still stored), lr, skipped
+
+
+def test_auto_smooths_the_norms_once(monkeypatch):
+    from hf_linear_decay.core.settings import RefinementSettings
+
+    t = np.arange(200)
+    lm = NormRecord.from_columns({"grad_norm_l1": np.where(t < 20, 2.0 - t / 20, 1 + t / 100),
+                                  "lr": np.maximum(0, (200 - t) / 200)})
+    filters = counting(monkeypatch, refine, "_median_filter")
+    for norms in (lm, NormRecord.from_columns({"grad_norm_l1": np.geomspace(9, 1, 200)})):
+        filters.clear()
+        build_schedule(norms, RefinementSettings(method="auto"))
+        assert len(filters) == 1

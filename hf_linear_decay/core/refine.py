@@ -1,7 +1,7 @@
 """Gradient-norm refinement of a learning-rate schedule (arXiv 2310.07831, Algorithms 1 and 2).
 
 Pure numpy/scipy: this module imports neither torch nor transformers nor accelerate, so it can be read, reused and
-tested on its own. ``hf_linear_decay/_reference.py`` holds slow loop versions of the same maths; the tests check that
+tested on its own. ``tests/reference.py`` holds slow loop versions of the same maths; the tests check that
 the two agree.
 
 Notation follows the paper (Defazio, Cutkosky, Mehta, Mishchenko, "Optimal Linear Decay Learning Rate Schedules and

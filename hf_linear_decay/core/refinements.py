@@ -61,7 +61,12 @@ def settle_step(smoothed: np.ndarray) -> int:
     return max(1, int(np.argmax(smoothed < SETTLED_WITHIN * settled_level(smoothed))))
 
 
-def guarded_method(record, settings) -> tuple[np.ndarray, str]:
+def smoothed_norms(record, settings) -> np.ndarray:
+    """ĝ, the paper's median-filtered norms of the record (what `guarded`, `cooldown` and `auto` read)."""
+    return refinement_of(record.norms(settings.norm), settings.tau, settings.power, record.skipped).smoothed_norms
+
+
+def guarded_method(record, settings, smoothed=None) -> tuple[np.ndarray, str]:
     """Pass 1's own schedule, plus a warm-up until the gradient norm settles if, and only if, it started steeply.
 
     The convex suite (`benchmarks/results/convex/results.md`) found the paper's schedule a large win where the norms
@@ -71,7 +76,7 @@ def guarded_method(record, settings) -> tuple[np.ndarray, str]:
     with ``ĝ_t < SETTLED_WITHIN · ĝ_∞``; otherwise pass 1's shape unchanged (usually linear decay). Never a
     faster-than-linear anneal, never a late peak.
     """
-    smoothed = refinement_of(record.norms(settings.norm), settings.tau, settings.power, record.skipped).smoothed_norms
+    smoothed = smoothed_norms(record, settings) if smoothed is None else smoothed
     shape = pass_one_shape(record)
     settled = settled_level(smoothed)
     start = smoothed[0] / settled
@@ -122,8 +127,8 @@ class NormProfile:
         return ""
 
 
-def norm_profile(record, settings) -> NormProfile:
-    smoothed = refinement_of(record.norms(settings.norm), settings.tau, settings.power, record.skipped).smoothed_norms
+def norm_profile(record, settings, smoothed=None) -> NormProfile:
+    smoothed = smoothed_norms(record, settings) if smoothed is None else smoothed
     num_steps = len(smoothed)
     skip = num_steps // 10
     minimum = skip + int(np.argmin(smoothed[skip:]))
@@ -138,14 +143,14 @@ def pass_one_warmup(record) -> int:
     return int(np.argmax(shape >= 1.0 - 1e-12))
 
 
-def cooldown_method(record, settings) -> tuple[np.ndarray, str]:
+def cooldown_method(record, settings, smoothed=None) -> tuple[np.ndarray, str]:
     """Pass 1's warm-up, then its peak LR held, then a cooldown to 0 over the last `fraction` of the run: the
     warmup-stable-decay (WSD) shape. The 1-sqrt cooldown ``1 - sqrt((t - t_c) / (T - 1 - t_c))`` is Hägele et al.
     (2024)'s; where the norms start steeply the warm-up lasts until they settle, as `guarded` does."""
     fraction, kind = settings.options["fraction"], settings.options["shape"]
     num_steps = len(record)
     warmup = pass_one_warmup(record)
-    guarded, _ = guarded_method(record, settings)
+    guarded, _ = guarded_method(record, settings, smoothed)
     warmup = max(warmup, int(np.argmax(guarded >= 1.0 - 1e-12)))
     start = min(num_steps - 2, max(warmup, num_steps - max(1, round(fraction * num_steps))))
     progress = np.clip((np.arange(num_steps) - start) / max(1, num_steps - 1 - start), 0.0, 1.0)
@@ -165,11 +170,12 @@ def auto_method(record, settings) -> tuple[np.ndarray, str]:
     than linear decay and loses; a long stable phase and a short cooldown won (lm_study). Elsewhere (the norms fall,
     as on the convex suite) pass 1's own schedule is kept unless the norms start steeply.
     """
-    profile = norm_profile(record, settings)
+    smoothed = smoothed_norms(record, settings)  # once: the profile and the shape read the same ĝ
+    profile = norm_profile(record, settings, smoothed)
     if profile.rises_under_decay:
-        multipliers, how = cooldown_method(record, settings)
+        multipliers, how = cooldown_method(record, settings, smoothed)
         return multipliers, (f"the {settings.norm} norm rose {profile.rise:.2f}x from {profile.minimum_at:.0%} of the "
                              "run to its end while pass 1's LR decayed (weight decay with normalised layers: the "
                              f"paper's refinement would anneal too fast): {how}")
-    multipliers, how = guarded_method(record, settings)
+    multipliers, how = guarded_method(record, settings, smoothed)
     return multipliers, f"not the LM regime ({profile.why_not()}): {how}"

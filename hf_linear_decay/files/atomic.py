@@ -73,18 +73,6 @@ def check_regular_target(path, error: type[Exception] = OSError) -> None:
                     "Give the name of a file to write.")
 
 
-def remove_stale_temporaries_of_run(output_dir, names) -> list[str]:
-    """`remove_stale_temporaries` for each of `names` in a Trainer `output_dir` and its `checkpoint-N` folders (a
-    checkpoint is written once, so what a killed writer left there is removed at the next start)."""
-    try:
-        folders = [output_dir] + [os.path.join(output_dir, entry) for entry in os.listdir(output_dir)
-                                  if entry.startswith("checkpoint-")]
-    except OSError:
-        return []
-    return [removed for folder in folders for name in names
-            for removed in remove_stale_temporaries(os.path.join(folder, name))]
-
-
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; on success it is fsynced and renamed to `path`, on error removed.

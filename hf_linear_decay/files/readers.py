@@ -61,8 +61,7 @@ def _text(path, handle, head: bytes) -> str:
 
 
 def _read_safetensors(path, handle, head, column, norm):
-    record, schedule = read_safetensors_input(path, handle)
-    return record, None if schedule is None else schedule.settings
+    return read_safetensors_input(path, handle)
 
 
 def _read_json_lines(path, handle, head, column, norm):

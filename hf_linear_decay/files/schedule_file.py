@@ -49,18 +49,21 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _record_payload(record: NormRecord, file_format: str, version: int) -> tuple[dict, dict]:
+def _record_tensors(record: NormRecord) -> dict:
     tensors = {name: np.ascontiguousarray(record.column(name)) for name in RECORD_COLUMNS}
     tensors["skipped"] = record.skipped.astype(np.uint8)
-    metadata = {"format": file_format, "format_version": str(version), "package_version": __version__,
-                "num_steps": str(len(record)), "recorded": ",".join(record.recorded), **record.run.to_strings(),
-                "created_at": _now()}
-    return tensors, metadata
+    return tensors
+
+
+def _record_metadata(record: NormRecord, file_format: str, version: int) -> dict:
+    return {"format": file_format, "format_version": str(version), "package_version": __version__,
+            "num_steps": str(len(record)), "recorded": ",".join(record.recorded), **record.run.to_strings(),
+            "created_at": _now()}
 
 
 def schedule_metadata(schedule: RefinedSchedule) -> dict[str, str]:
     """The metadata a schedule file of `schedule` holds (as written, or as read when it was loaded)."""
-    _, metadata = _record_payload(schedule.record, SCHEDULE_FORMAT, SCHEDULE_VERSION)
+    metadata = _record_metadata(schedule.record, SCHEDULE_FORMAT, SCHEDULE_VERSION)
     settings = schedule.settings
     metadata.update(method=settings.method, tau=repr(float(settings.tau)), norm=str(settings.norm),
                     power=repr(float(settings.power)), method_options=json.dumps(settings.options, sort_keys=True),
@@ -74,7 +77,7 @@ def save_schedule_file(schedule: RefinedSchedule, path) -> str:
     """Validate `schedule` and write it to `path` atomically; returns the path. Call it from one process only."""
     from safetensors.numpy import save
 
-    tensors, _ = _record_payload(schedule.record, SCHEDULE_FORMAT, SCHEDULE_VERSION)
+    tensors = _record_tensors(schedule.record)
     tensors["multipliers"] = np.ascontiguousarray(schedule.multipliers, dtype=np.float64)
     _check_schedule(tensors["multipliers"], schedule.record, schedule.settings, os.fspath(path))
     metadata = {**schedule_metadata(schedule), "package_version": __version__, "created_at": _now()}
@@ -85,8 +88,9 @@ def save_record_file(record: NormRecord, path) -> str:
     """Write a record (no schedule) to `path` atomically; returns the path."""
     from safetensors.numpy import save
 
-    tensors, metadata = _record_payload(record, RECORD_FORMAT, RECORD_VERSION)
-    return write_bytes_atomically(path, save(tensors, metadata={key: metadata[key] for key in RECORD_KEYS}))
+    metadata = _record_metadata(record, RECORD_FORMAT, RECORD_VERSION)
+    return write_bytes_atomically(path, save(_record_tensors(record), metadata={key: metadata[key]
+                                                                                for key in RECORD_KEYS}))
 
 
 # ----- reading --------------------------------------------------------------------------------------------------------
@@ -127,7 +131,7 @@ def _version(path, metadata: dict, expected_format: str, layouts: dict, what: st
     return int(version_text)
 
 
-def _read_tensors(path, handle, index, offset, layout: Layout, num_steps: int, recorded) -> dict:
+def _read_tensors(path, handle, index, offset, layout: Layout, num_steps: int, recorded, skip=()) -> dict:
     # A norm this version's writer did not record may be absent (a file written before a norm joined the table).
     required = [name for name in layout.tensors if name not in RECORD_COLUMNS or name in recorded]
     missing, unexpected = [n for n in required if n not in index], [n for n in index if n not in layout.tensors]
@@ -144,8 +148,9 @@ def _read_tensors(path, handle, index, offset, layout: Layout, num_steps: int, r
             _fail(path, f"tensor `{name}` has dtype {held}, expected {expected}; rewrite the file.")
         if entry.shape != (num_steps,):
             _fail(path, f"tensor `{name}` has shape {entry.shape}, expected ({num_steps},) from metadata `num_steps`; "
-                        "the "
-                        "file is damaged or was edited by hand.")
+                        "the file is damaged or was edited by hand.")
+        if name in skip:  # described by the header, not needed by the caller: not read
+            continue
         try:
             tensors[name] = read_tensor(handle, entry, offset)
         except OSError as error:
@@ -153,7 +158,8 @@ def _read_tensors(path, handle, index, offset, layout: Layout, num_steps: int, r
     return {**{name: np.full(num_steps, np.nan) for name in RECORD_COLUMNS}, **tensors}
 
 
-def _record_from(path, handle, index, offset, metadata, layout: Layout, min_steps: int) -> tuple[NormRecord, dict]:
+def _record_from(path, handle, index, offset, metadata, layout: Layout, min_steps: int,
+                 skip=()) -> tuple[NormRecord, dict]:
     missing = [key for key in layout.keys if key not in metadata]
     if missing:
         _fail(path, f"metadata is missing {missing}; the file is damaged or was not written by hf_linear_decay.")
@@ -164,7 +170,7 @@ def _record_from(path, handle, index, offset, metadata, layout: Layout, min_step
     unknown = [name for name in recorded if name not in RECORD_COLUMNS]
     if unknown:
         _fail(path, f"metadata `recorded` names unknown columns {unknown}; allowed: {list(RECORD_COLUMNS)}.")
-    tensors = _read_tensors(path, handle, index, offset, layout, num_steps, recorded)
+    tensors = _read_tensors(path, handle, index, offset, layout, num_steps, recorded, skip)
     skipped = tensors["skipped"]
     if not np.isin(skipped, (0, 1)).all():
         _fail(path, "tensor `skipped` must hold only 0 and 1.")
@@ -270,11 +276,15 @@ def _open(path):
         _fail(path, f"cannot be read ({error.strerror or error}); check the disk and the file.")
 
 
-def read_safetensors_input(path, handle) -> tuple[NormRecord, RefinedSchedule | None]:
-    """From an open file: a schedule file's record and schedule, or a record file's record and `None`, told apart by
-    the header's `format` (one of the CLI's input readers)."""
+def read_safetensors_input(path, handle) -> tuple[NormRecord, RefinementSettings | None]:
+    """From an open file: a schedule file's record and the settings it was refined with, or a record file's record and
+    `None`, told apart by the header's `format` (one of the CLI's input readers). A schedule's multipliers are not
+    read: what refines the record again is its record and its settings."""
     header = _header(path, handle)
     if header[0].get("format") == RECORD_FORMAT:
         return _record_file_from(path, handle, header), None
-    schedule = _schedule_from(path, handle, header)
-    return schedule.record, schedule
+    metadata, index, offset = header
+    version = _version(path, metadata, SCHEDULE_FORMAT, SCHEDULE_LAYOUTS, _SCHEDULE_WHAT)
+    record, _ = _record_from(path, handle, index, offset, metadata, SCHEDULE_LAYOUTS[version], min_steps=2,
+                             skip=("multipliers",))
+    return record, _settings_from(metadata, path)

@@ -1,8 +1,8 @@
 """Where the CLI writes: output files that never clobber an input or a non-file, and stdout that is checked.
 
-- `check_output`: an output path must not be empty, must not be one of the command's inputs (the same file, also
-  through another name), and must be a regular file if it exists; a symbolic link is written through to its target
-  (the link stays). The atomic writer (`files.atomic`) refuses non-regular targets for every writer.
+- `check_output`: an output path must not be empty and must not be one of the command's inputs (the same file, also
+  through another name); a symbolic link is written through to its target (the link stays). The atomic writer
+  (`files.atomic`) refuses a target that exists and is not a regular file, for every writer.
 - `print_checked`: stdout written and flushed with its errors turned into one line (a full disk or a closed stdout
   must not end with exit code 0 and a cut file). Where stdout is a file descriptor, the bytes are written with
   `os.write` until all of them are out: Python's buffered writer can report success after a short write on a full
@@ -36,10 +36,7 @@ def check_output(path, inputs=()) -> str:
         if same or os.path.realpath(os.fspath(given)) == target:
             raise OutputError(f"{path!r} is the input {os.fspath(given)!r}; writing it would replace what it was "
                               "made from. Choose another output file.")
-    if os.path.lexists(target):
-        from ..files.atomic import check_regular_target
-
-        check_regular_target(target, OutputError)
+    # That it is a regular file (or not there yet) is the atomic writer's check, made once, when it writes.
     return target if os.path.islink(path) else path
 
 

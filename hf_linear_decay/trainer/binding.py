@@ -1,6 +1,6 @@
 """Every private touch of the Trainer and of DeepSpeed that `RefinementCallback` needs, in one place.
 
-Each one is verified against transformers 5.24 / accelerate 1.15 / deepspeed 0.19.8, and tests/test_trainer_binding.py
+Each one is verified against transformers 5.24 / accelerate 1.15 / deepspeed 0.19.8, and tests/test_binding.py
 checks each assumption directly, so that an upgrade that moves a private API fails a test by name instead of
 silently recording wrong values.
 

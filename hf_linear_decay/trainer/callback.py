@@ -17,13 +17,12 @@ from ..core.norms import NORM_TYPES, TRAINER_NORM
 from ..core.record import NormRecord
 from ..core.refine import DEFAULT_TAU
 from ..files.schedule_file import RECORD_FILE_NAME, SCHEDULE_FILE_NAME, save_record_file, save_schedule_file
-from ..files.atomic import remove_stale_temporaries_of_run
 from ..files.checkpoint_record import pointer_attributes
 from .binding import (add_last_word, bind_trainer, checkpoint_being_saved, find_trainer, other_recorders, run_info,
                       watch_zero_step, zero_optimizer_of)
 from .adaptive_run import adaptive_run_of
 from .messages import Once, say, wrote_line
-from .resume import resumed_record
+from .resume import remove_stale_temporaries_of_run, resumed_record
 
 logger = logging.getLogger(__name__)
 

@@ -158,7 +158,7 @@ def _add_default_callback(trainer_module) -> None:
     from .auto_recorder import AutoRecorder
 
     # Verified against transformers 5.24: Trainer.__init__ reads the module global DEFAULT_CALLBACKS when it builds its
-    # callback handler and instantiates classes, so every later Trainer gets an activator of its own.
+    # callback handler and instantiates classes, so every later Trainer gets an AutoRecorder of its own.
     if AutoRecorder not in trainer_module.DEFAULT_CALLBACKS:
         trainer_module.DEFAULT_CALLBACKS.append(AutoRecorder)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 
 from ..core.record import NormRecord
+from ..files.atomic import remove_stale_temporaries
 from ..files.checkpoint_record import read_saved_records
 from ..files.formats import RECORD_FILE_NAME
 
-__all__ = ["MissingRecordError", "missing_record_message", "resumed_record"]
+__all__ = ["MissingRecordError", "missing_record_message", "remove_stale_temporaries_of_run", "resumed_record"]
 
 
 class MissingRecordError(RuntimeError):
@@ -45,3 +46,15 @@ def resumed_record(saved, folder: str, global_step: int, allow_missing: bool) ->
     if problems and not allow_missing:
         raise MissingRecordError(missing_record_message(folder, problems, global_step))
     return max(records, key=len, default=NormRecord()), (problems[0] if problems else None)
+
+
+def remove_stale_temporaries_of_run(output_dir, names) -> list[str]:
+    """What killed writers left of `names` in a Trainer `output_dir` and its `checkpoint-N` folders (a checkpoint is
+    written once, so its leftovers are removed at the next start, `files.atomic.remove_stale_temporaries`)."""
+    try:
+        folders = [output_dir] + [os.path.join(output_dir, entry) for entry in os.listdir(output_dir)
+                                  if entry.startswith("checkpoint-")]
+    except OSError:
+        return []
+    return [removed for folder in folders for name in names
+            for removed in remove_stale_temporaries(os.path.join(folder, name))]
