@@ -15,8 +15,11 @@ import os
 
 import numpy as np
 
-from benchmarks.lm_problems import CALIBRATION_PROBLEMS, PROBLEMS, REFERENCE
+from benchmarks.lm_problems import ADAPTIVE_NAMES, CALIBRATION_PROBLEMS, PROBLEMS, REFERENCE, WSD_NAMES
 from benchmarks.study_report import PRACTICAL_MARGIN, paired, paired_pvalue
+
+#: The one-run target of the adaptive schedule: within this of the best of linear decay and WSD, and of schedule-free.
+ONE_RUN_MARGIN = 0.003
 
 RUN_COLUMNS = ("problem", "name", "lr", "seed", "eval_loss", "seconds", "parameters", "tokens", "key")
 BASELINE_NAMES = ("cosine_warmup", "cosine10_warmup", "wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20")
@@ -83,6 +86,53 @@ def targets(summary: dict, default: str) -> list[str]:
             f"{against_verdict}: **{'met' if against_verdict != 'loss' else 'not met'}**"]
 
 
+def one_run(summary: dict) -> list[str]:
+    """Cost 1.00 runs against the best of linear decay and WSD (whichever wins on this problem) and schedule-free
+    AdamW, each at its own best LR: the mean ratio, the seeds' range and the paired p-value."""
+    anchors = [name for name in (REFERENCE, *WSD_NAMES) if name in summary]
+    if len(anchors) < 2:
+        return []
+    best = min(anchors, key=lambda name: np.mean(summary[name]["per_seed"]))
+    lines = [f"One run (cost 1.00), against the best of linear decay and WSD here (`{best}`) and schedule-free AdamW; "
+             f"target for an adaptive run: within {ONE_RUN_MARGIN:.1%} of both:", "",
+             f"| schedule | vs `{best}` (range, p) | vs schedule_free (range, p) | target |", "|---|---|---|---|"]
+    free = summary.get("schedule_free")
+    for name in (*anchors, "cosine_warmup", "schedule_free", *ADAPTIVE_NAMES, "auto"):
+        if name not in summary:
+            continue
+        cells, met = [], True
+        for other in (summary[best], free):
+            if other is None:
+                cells.append("-")
+                continue
+            ratio, low, high, _ = paired(summary[name]["per_seed"], other["per_seed"])
+            p = paired_pvalue(summary[name]["per_seed"], other["per_seed"])
+            shown = "-" if not np.isfinite(p) else f"{p:.3f}"
+            cells.append(f"{100 * (ratio - 1):+.2f}% ({low:.3f}-{high:.3f}, p {shown})")
+            met = met and ratio <= 1 + ONE_RUN_MARGIN
+        target = ("**met**" if met else "not met") if name in ADAPTIVE_NAMES else ""
+        label = f"{name} (two runs: cost 2.00)" if name == "auto" else name
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {target} |")
+    return lines
+
+
+def wsd_gain_by_budget(out_dir: str, summaries: dict) -> list[str]:
+    """WSD's gain over linear decay (both with warm-up, each at its best LR) against the tokens per parameter."""
+    lines = ["| problem | tokens per parameter | best WSD | vs linear decay (range, p) |", "|---|---|---|---|"]
+    rows = []
+    for problem, summary in summaries.items():
+        facts = problem_facts(out_dir, problem)
+        wsd = [name for name in WSD_NAMES if name in summary]
+        if not facts or not wsd or REFERENCE not in summary:
+            continue
+        best = min(wsd, key=lambda name: np.mean(summary[name]["per_seed"]))
+        ratio, low, high, _ = paired(summary[best]["per_seed"], summary[REFERENCE]["per_seed"])
+        p = paired_pvalue(summary[best]["per_seed"], summary[REFERENCE]["per_seed"])
+        rows.append((facts["tokens_per_parameter"], f"| {problem} | {facts['tokens_per_parameter']:.1f} | {best} | "
+                     f"{100 * (ratio - 1):+.2f}% ({low:.3f}-{high:.3f}, p {p:.3f}) |"))
+    return lines + [row for _, row in sorted(rows)]
+
+
 def write_report(out_dir: str, default: str | None = None) -> str:
     from hf_linear_decay.core.methods import DEFAULT_METHOD
 
@@ -104,6 +154,7 @@ def write_report(out_dir: str, default: str | None = None) -> str:
         else:
             lines.append(f"## {problem} ({role})")
         lines += [""] + table(summary) + ["", f"Default (`{default}`):"] + targets(summary, default) + [""]
+        lines += one_run(summary) + [""] if one_run(summary) else []
         profile = summary[REFERENCE].get("norm_profile")
         if profile:
             fires = "fires" if profile["rises_under_decay"] else "does not fire"
@@ -117,6 +168,7 @@ def write_report(out_dir: str, default: str | None = None) -> str:
             lines += cheaper + [""]
     lines.append(f"Training time of all runs: {seconds / 3600:.1f} CPU-hours (one thread each).")
     lines += ["", "## All problems", "", overview(summaries)]
+    lines += ["", "## WSD's gain over linear decay against the budget", ""] + wsd_gain_by_budget(out_dir, summaries)
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out_dir, "results.md"), "w") as handle:
         handle.write(text)
