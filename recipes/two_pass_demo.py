@@ -12,6 +12,8 @@ LLM pretraining as our users run it, small enough for a laptop, no downloads:
   `OUTPUT_DIR/pass1_linear/refined_schedule.safetensors` (method `auto`, the default);
 - pass 2: the same model, data order and peak LR with `lr_scheduler_kwargs={"schedule_file": ...}`, once with the
   file's schedule and once refined again with the paper's exact algorithm (`"method": "paper"`);
+- one run that adapts its own schedule (`lr_scheduler_kwargs={"adapt": true}`): linear decay that switches to a hold
+  and a cooldown when its own norms show the LM regime;
 - for comparison: cosine with warm-up, and WSD (warm-up, stable, 1-sqrt cooldown over the last 20%); `--skip_baselines`
   drops them.
 
@@ -33,6 +35,7 @@ from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, PrinterC
                           TrainingArguments, default_data_collator, set_seed)
 
 import hf_linear_decay
+from hf_linear_decay.core.adaptive import describe_adaptive
 from hf_linear_decay.core.describe import describe_schedule
 from hf_linear_decay.tools.curves import compare_table, plot_runs, read_run
 from hf_linear_decay.tools.plot import plot_schedule
@@ -110,6 +113,7 @@ def main(argv=None):
 
     results = [train_once("pass1_linear", options, data, "linear_refined")]  # the flag alone records pass 1
     schedule_path = os.path.join(options.output_dir, "pass1_linear", hf_linear_decay.SCHEDULE_FILE_NAME)
+    results.append(train_once("adaptive", options, data, "linear_refined", {"adapt": True}))  # one run, no pass 1
     results.append(train_once("pass2_refined", options, data, "linear_refined", {"schedule_file": schedule_path},
                               warmup=0))
     results.append(train_once("pass2_paper", options, data, "linear_refined",
@@ -133,6 +137,9 @@ def main(argv=None):
     print()
     print(f"pass 2's schedule: {describe_schedule(schedule)}")
     print(f"why: method {default.method}: {default.explanation}")
+    adaptive = hf_linear_decay.load_schedule_file(os.path.join(options.output_dir, "adaptive",
+                                                                hf_linear_decay.SCHEDULE_FILE_NAME))
+    print(f"the adaptive run: {describe_adaptive(adaptive.adaptive)}")
     print(f"schedule file: {schedule_path}")
     runs = [read_run(os.path.join(options.output_dir, row["name"])) for row in results]
     print()
@@ -141,8 +148,8 @@ def main(argv=None):
           f"(hf-linear-decay compare {' '.join(os.path.join(options.output_dir, row['name']) for row in results)})")
     print(f"plot:          {plot_path}")
     with open(os.path.join(options.output_dir, "results.json"), "w") as handle:
-        json.dump({"results": results, "schedule": describe_schedule(schedule), "why": default.explanation}, handle,
-                  indent=2)
+        json.dump({"results": results, "schedule": describe_schedule(schedule), "why": default.explanation,
+                   "adaptive": adaptive.adaptive}, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def test_two_pass_demo_short(tmp_path):
     result = run([sys.executable, "recipes/two_pass_demo.py", "--output_dir", str(out), "--max_steps", "20",
                   "--batch_size", "4", "--block_size", "64", "--eval_blocks", "8", "--vocab_size", "300",
                   "--max_documents", "60", "--cache_dir", str(tmp_path / "cache")])
-    for name in ("pass1_linear", "pass2_refined", "pass2_paper", "cosine", "wsd"):
+    for name in ("pass1_linear", "adaptive", "pass2_refined", "pass2_paper", "cosine", "wsd"):
         assert re.search(rf"\| {name} \| \d+\.\d+ \| [+-]\d+\.\d+% \|", result.stdout), name
+    assert re.search(r"the adaptive run: adaptive run \(linear start\), decided at step \d+ \(\d+%\): ", result.stdout)
+    assert load_schedule_file(out / "adaptive" / "refined_schedule.safetensors").adaptive["plan"]["num_steps"] == 20
     assert re.search(r"\| pass1_linear \| \d+\.\d+ \| \+0\.00% \|", result.stdout)
     assert "pass 2's schedule: 20 steps, method auto, l1 norms" in result.stdout
     assert "why: method auto: " in result.stdout
