@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-from benchmarks.lm_problems import (BASELINES, CPU_PROBLEMS, DATA_DIR, HERE, PROBLEMS, REFERENCE, ROOT, SEEDS,
-                                    baseline_spec, build_model, grid_factor, prepared_data)
+from benchmarks.lm_problems import (BASELINES, CPU_PROBLEMS, DATA_DIR, HERE, PROBLEMS, REFERENCE, ROOT, SEEDS,  # noqa: F401
+                                    baseline_spec, build_model, grid_factor, prepared_data)  # (DATA_DIR: for Study)
 
 DEFAULT_OUT = os.path.join(HERE, "results", "lm_study")
 STUDY_VERSION = 1  # part of every run's key: bump when the training setup changes
@@ -96,19 +96,26 @@ def train_one(job: dict) -> dict:
 KEY_FIELDS = ("corpus", "model", "vocab", "steps", "batch", "block", "eval_blocks", "center", "device")
 
 
-def run_key(job: dict) -> str:
+def run_key(job: dict, runner=None) -> str:
+    """What determines a run: its job and its problem's `KEY_FIELDS`, under the runner's `STUDY_VERSION`."""
+    runner = runner or sys.modules[__name__]
     identity = {key: job[key] for key in ("problem", "spec", "lr", "seed") if key in job}
-    config = PROBLEMS[job["problem"]]
-    identity.update(version=STUDY_VERSION, problem_config={key: config[key] for key in KEY_FIELDS},
+    config = runner.PROBLEMS[job["problem"]]
+    identity.update(version=runner.STUDY_VERSION, problem_config={key: config[key] for key in runner.KEY_FIELDS},
                     max_steps=job.get("max_steps"), record=bool(job.get("record")))
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
 class Study:
-    """Runs jobs through subprocesses (`--jobs` at once) and caches each result as JSON under `out_dir/runs`."""
+    """Runs jobs through subprocesses (`--jobs` at once) and caches each result as JSON under `out_dir/runs`.
 
-    def __init__(self, out_dir: str, jobs: int, grid_points: int = 3):
+    `runner` is the study's module (this one by default; `benchmarks.finetune_study` for fine-tuning): its
+    `PROBLEMS`, `KEY_FIELDS`, `STUDY_VERSION`, `DATA_DIR` and `train_one`, run as `python -m RUNNER --run_job JOB`.
+    """
+
+    def __init__(self, out_dir: str, jobs: int, grid_points: int = 3, runner=None):
         self.out_dir, self.jobs, self.grid_points = out_dir, jobs, grid_points
+        self.runner = runner or sys.modules[__name__]
 
     def cached_path(self, job: dict) -> str:
         name = f"{job['name']}_lr{job['lr']:g}_s{job['seed']}.json"
@@ -119,25 +126,26 @@ class Study:
         if os.path.isfile(path):
             with open(path) as handle:
                 result = json.load(handle)
-            if result.get("key") == run_key(job):
+            if result.get("key") == run_key(job, self.runner):
                 return result
         return None
 
     def _launch(self, job: dict) -> dict:
-        run_dir = os.path.join(DATA_DIR, "runs", job["problem"], f"{job['name']}_lr{job['lr']:g}_s{job['seed']}")
+        run_dir = os.path.join(self.runner.DATA_DIR, "runs", job["problem"],
+                               f"{job['name']}_lr{job['lr']:g}_s{job['seed']}")
         job = dict(job, out_dir=run_dir, study_dir=os.path.abspath(self.out_dir))
         if self.jobs == 0:  # in this process (the smoke test: no start-up per run)
-            payload = train_one(job)
+            payload = self.runner.train_one(job)
         else:
             env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-            command = [sys.executable, "-m", "benchmarks.lm_study", "--run_job", json.dumps(job)]
+            command = [sys.executable, "-m", self.runner.__name__, "--run_job", json.dumps(job)]
             done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             if done.returncode != 0 or not lines:
                 raise RuntimeError(f"LM run {job['name']} lr {job['lr']:g} seed {job['seed']} failed:\n"
                                    f"{done.stderr[-4000:]}")
             payload = json.loads(lines[-1])
-        result = dict(payload, key=run_key(job), name=job["name"], lr=job["lr"], seed=job["seed"],
+        result = dict(payload, key=run_key(job, self.runner), name=job["name"], lr=job["lr"], seed=job["seed"],
                       problem=job["problem"], spec=job["spec"])
         if result.get("schedule_file") and job.get("keep_schedule_file"):
             kept = os.path.join(self.out_dir, "pass1", job["problem"], f"{job['name']}_lr{job['lr']:g}"

@@ -56,3 +56,23 @@ def test_lm_study_smoke_runs_the_whole_pipeline_and_reuses_its_cache(tmp_path):
     assert all(float(row["eval_loss"]) > 0 and row["problem"] == "smoke" for row in table)
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert again.returncode == 0 and ": eval loss " not in again.stdout  # every run came from the cache
+
+
+@pytest.mark.slow
+def test_finetune_study_smoke_pretrains_a_base_and_fine_tunes_it_with_lora(tmp_path):
+    pytest.importorskip("peft")
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "benchmarks.finetune_study", "--smoke", "--out_dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "base" / "model.safetensors").is_file()
+    summary = json.load(open(tmp_path / "summary_smoke.json"))
+    assert list(summary) == ["linear_warmup", "cosine_warmup", "constant_warmup", "wsd_sqrt_20", "adapt_linear",
+                             "auto", "paper"]
+    assert all(len(result["per_seed"]) == 2 for result in summary.values())
+    runs = [json.load(open(path)) for path in sorted((tmp_path / "runs" / "smoke").glob("adapt_linear_*.json"))]
+    assert runs and all(run["adaptive"]["plan"]["decision"] in ("linear", "cooldown") for run in runs)
+    lora = json.load(open(next((tmp_path / "runs" / "smoke").glob("linear_warmup_*.json"))))
+    assert 0 < lora["parameters"] < 10_000  # only the adapters train
+    text = (tmp_path / "results.md").read_text()
+    assert "## smoke" in text and "What `auto` read from pass 1" in text
