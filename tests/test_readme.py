@@ -19,6 +19,26 @@ def test_ci_runs_the_readme_test_command():
     assert commands[0] in ci_lines
 
 
+def python_snippet(containing: str) -> str:
+    """The README's "Use it" Python block that contains `containing`."""
+    readme = read("README.md")
+    blocks = [block.split("```")[0] for block in readme[readme.index("## Use it"):].split("```python")[1:]]
+    [snippet] = [block for block in blocks if containing in block]
+    assert "max_steps=10_000" in snippet
+    return snippet
+
+
+def test_the_adaptive_snippet_runs_as_written(tmp_path, monkeypatch):
+    from hf_linear_decay import load_schedule_file
+    from tests.tiny import RegressionData, TinyRegressor
+
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python_snippet('"adapt": True').replace("max_steps=10_000", "max_steps=40"), "README.md", "exec"),
+         {"build_model": TinyRegressor, "data": RegressionData()})
+    schedule = load_schedule_file(tmp_path / "run" / "refined_schedule.safetensors")
+    assert schedule.method == "followed" and schedule.adaptive["plan"]["warmup"] == 2  # warmup_steps=0.05 of 40
+
+
 def test_the_use_it_snippet_runs_both_passes_from_fresh_models(tmp_path, monkeypatch):
     """The README's Python snippet, run as written (with `build_model` and `data` supplied and a short run): pass 1
     writes its file, pass 2 follows it, and each pass trains a model of its own."""
@@ -28,9 +48,7 @@ def test_the_use_it_snippet_runs_both_passes_from_fresh_models(tmp_path, monkeyp
     from hf_linear_decay import load_schedule_file
     from tests.tiny import RegressionData, TinyRegressor
 
-    readme = read("README.md")
-    snippet = readme[readme.index("## Use it"):].split("```python")[1].split("```")[0]
-    assert "max_steps=10_000" in snippet
+    snippet = python_snippet("# Pass 2")
     built, trained = [], []
 
     def build_model():
