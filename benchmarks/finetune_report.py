@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from benchmarks.lm_report import _plot, load_summaries, overview, problem_facts, table, write_runs_csv
+from benchmarks.lm_report import load_summaries, overview, problem_facts, save_report, table
 
 
 def profile_line(summary: dict) -> str:
@@ -38,13 +38,7 @@ def write_report(out_dir: str) -> str:
             head += f": {facts['parameters']:,} trained parameters, {facts['tokens'] / 1e6:.2f}M tokens"
         lines += [head, "", *table(summary), "", profile_line(summary), ""]
     lines += ["## All problems", "", overview(summaries)]
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(out_dir, "results.md"), "w") as handle:
-        handle.write(text)
-    if summaries:
-        _plot(summaries, os.path.join(out_dir, "finetune_study.png"))
-    write_runs_csv(out_dir)
-    return text
+    return save_report(out_dir, lines, summaries, "finetune_study.png")
 
 
 if __name__ == "__main__":

@@ -29,16 +29,15 @@ import ast
 import glob
 import hashlib
 import json
-import math
 import os
 import sys
 import sysconfig
-import time
 
 import numpy as np
 
-from benchmarks.lm_problems import HERE, PROBLEMS as LM_PROBLEMS, build_model, prepared_data
-from benchmarks.lm_study import Study, Sweep, _load_record, _save_schedule, refined_spec
+from benchmarks.lm_problems import HERE, PROBLEMS as LM_PROBLEMS, REFERENCE, build_model, prepared_data
+from benchmarks.lm_study import (Study, Sweep, _load_record, _save_schedule, entry_point, refined_spec,
+                                 schedule_kwargs, train_and_evaluate)
 
 DATA_DIR = os.path.join(HERE, "data", "finetune_study")
 DEFAULT_OUT = os.path.join(HERE, "results", "finetune_study")
@@ -69,7 +68,6 @@ SCHEDULES = {
     "wsd_sqrt_20": ("warmup_stable_decay", {"decay_frac": 0.2, "decay_type": "1-sqrt"}),
     "adapt_linear": ("linear_refined", {"adapt": True}),
 }
-REFERENCE = "linear_warmup"
 METHODS = ("auto", "paper")
 
 
@@ -208,11 +206,7 @@ def problem_data(problem: dict, tokenizer):
 # ----- one run --------------------------------------------------------------------------------------------------------
 def train_one(job: dict) -> dict:
     import torch
-    from transformers import (AutoTokenizer, LlamaForCausalLM, PrinterCallback, Trainer, TrainingArguments,
-                              default_data_collator, set_seed)
-
-    import hf_linear_decay
-    from hf_linear_decay.trainer.callback import RefinementCallback
+    from transformers import AutoTokenizer, LlamaForCausalLM, TrainingArguments, set_seed
 
     problem = PROBLEMS[job["problem"]]
     spec, steps = job["spec"], problem["steps"]
@@ -226,36 +220,16 @@ def train_one(job: dict) -> dict:
 
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
                                                  target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-    kwargs = {key[:-5] if key.endswith("_frac") else key: round(value * steps) if key.endswith("_frac") else value
-              for key, value in spec.get("kwargs", {}).items()}
-    kwargs = {"num_decay_steps" if key == "decay" else key: value for key, value in kwargs.items()}
-    if "schedule_file" in kwargs:
-        kwargs["schedule_file"] = os.path.join(job["study_dir"], kwargs["schedule_file"])
     args = TrainingArguments(
         output_dir=job["out_dir"], lr_scheduler_type=spec["type"], warmup_steps=round(spec["warmup"] * steps),
-        lr_scheduler_kwargs=kwargs, per_device_train_batch_size=problem["batch"], per_device_eval_batch_size=32,
-        max_steps=steps, learning_rate=job["lr"], weight_decay=0.0, max_grad_norm=1.0, logging_steps=10,
-        eval_strategy="steps", eval_steps=max(1, steps // 10), save_strategy="no", report_to="none", use_cpu=True,
-        seed=job["seed"], data_seed=job["seed"], disable_tqdm=True, dataloader_num_workers=0, optim="adamw_torch")
-    callbacks = [RefinementCallback()] if job.get("record") else []
-    trainer = Trainer(model, args, train_dataset=train_set, eval_dataset=eval_set,
-                      data_collator=default_data_collator, callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    loss = trainer.evaluate()["eval_loss"]
-    history = trainer.state.log_history
-    schedule_file = os.path.join(job["out_dir"], hf_linear_decay.SCHEDULE_FILE_NAME)
-    adaptive = None
-    if "adapt" in spec.get("kwargs", {}) and os.path.isfile(schedule_file):
-        adaptive = hf_linear_decay.load_schedule_file(schedule_file).adaptive
+        lr_scheduler_kwargs=schedule_kwargs(spec, steps, job), per_device_train_batch_size=problem["batch"],
+        per_device_eval_batch_size=32, max_steps=steps, learning_rate=job["lr"], weight_decay=0.0, max_grad_norm=1.0,
+        logging_steps=10, eval_strategy="steps", eval_steps=max(1, steps // 10), save_strategy="no",
+        report_to="none", use_cpu=True, seed=job["seed"], data_seed=job["seed"], disable_tqdm=True,
+        dataloader_num_workers=0, optim="adamw_torch")
+    result = train_and_evaluate(model, args, train_set, eval_set, job)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"eval_loss": float(loss) if math.isfinite(loss) else None, "seconds": seconds, "adaptive": adaptive,
-            "parameters": trainable, "tokens": steps * problem["batch"] * problem["length"],
-            "eval_curve": [[e["step"], e["eval_loss"]] for e in history if "eval_loss" in e],
-            "lr_curve": [[e["step"], e["learning_rate"]] for e in history if "learning_rate" in e],
-            "schedule_file": schedule_file if os.path.isfile(schedule_file) else None}
+    return {**result, "parameters": trainable, "tokens": steps * problem["batch"] * problem["length"]}
 
 
 # ----- the sweep ------------------------------------------------------------------------------------------------------
@@ -318,7 +292,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--run_job":
-        print(json.dumps(train_one(json.loads(sys.argv[2]))))
-    else:
-        main()
+    entry_point(train_one, main)

@@ -169,11 +169,16 @@ def write_report(out_dir: str, default: str | None = None) -> str:
     lines.append(f"Training time of all runs: {seconds / 3600:.1f} CPU-hours (one thread each).")
     lines += ["", "## All problems", "", overview(summaries)]
     lines += ["", "## WSD's gain over linear decay against the budget", ""] + wsd_gain_by_budget(out_dir, summaries)
+    return save_report(out_dir, lines, summaries, "lm_study.png")
+
+
+def save_report(out_dir: str, lines: list[str], summaries: dict, figure: str) -> str:
+    """results.md from `lines`, the figure of `summaries` and runs.csv, in `out_dir`; returns the text."""
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out_dir, "results.md"), "w") as handle:
         handle.write(text)
     if summaries:
-        _plot(summaries, os.path.join(out_dir, "lm_study.png"))
+        _plot(summaries, os.path.join(out_dir, figure))
     write_runs_csv(out_dir)
     return text
 

@@ -45,30 +45,45 @@ STUDY_VERSION = 1  # part of every run's key: bump when the training setup chang
 def train_one(job: dict) -> dict:
     """One run of `job` (problem, schedule spec, lr, seed, out_dir); returns its metrics and curves."""
     import torch
-    from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
-
-    import hf_linear_decay
-    from hf_linear_decay.trainer.callback import RefinementCallback
+    from transformers import TrainingArguments
 
     problem = PROBLEMS[job["problem"]]
     spec, steps = job["spec"], job.get("max_steps") or problem["steps"]
     if problem["device"] == "cpu":
         torch.set_num_threads(1)
     tokenizer, train_set, eval_set = prepared_data(problem)
-    kwargs = {key[:-5] if key.endswith("_frac") else key: round(value * steps) if key.endswith("_frac") else value
-              for key, value in spec.get("kwargs", {}).items()}
-    kwargs = {"num_decay_steps" if key == "decay" else key: value for key, value in kwargs.items()}
-    if "schedule_file" in kwargs:  # relative to the study's folder, so that the cache does not depend on the machine
-        kwargs["schedule_file"] = os.path.join(job["study_dir"], kwargs["schedule_file"])
     args = TrainingArguments(
         output_dir=job["out_dir"], lr_scheduler_type=spec["type"], warmup_steps=round(spec["warmup"] * steps),
-        lr_scheduler_kwargs=kwargs, per_device_train_batch_size=problem["batch"], per_device_eval_batch_size=32,
-        max_steps=steps, learning_rate=job["lr"], weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95,
-        max_grad_norm=1.0, logging_steps=10, eval_strategy="steps", eval_steps=max(1, steps // 10),
+        lr_scheduler_kwargs=schedule_kwargs(spec, steps, job), per_device_train_batch_size=problem["batch"],
+        per_device_eval_batch_size=32, max_steps=steps, learning_rate=job["lr"], weight_decay=0.1, adam_beta1=0.9,
+        adam_beta2=0.95, max_grad_norm=1.0, logging_steps=10, eval_strategy="steps", eval_steps=max(1, steps // 10),
         save_strategy="no", report_to="none", use_cpu=problem["device"] == "cpu", bf16=problem["device"] == "cuda",
         seed=job["seed"], data_seed=job["seed"], disable_tqdm=True, dataloader_num_workers=0,
         optim=spec.get("optim", "adamw_torch"))
     model = build_model(problem, len(tokenizer), tokenizer.eos_token_id, job["seed"])
+    return {**train_and_evaluate(model, args, train_set, eval_set, job), "parameters": model.num_parameters(),
+            "tokens": steps * problem["batch"] * problem["block"]}
+
+
+def schedule_kwargs(spec: dict, steps: int, job: dict) -> dict:
+    """A run spec's `lr_scheduler_kwargs` for a run of `steps`: `*_frac` values as steps, `decay` as
+    `num_decay_steps`, a schedule file relative to the study's folder (the cache does not depend on the machine)."""
+    kwargs = {key[:-5] if key.endswith("_frac") else key: round(value * steps) if key.endswith("_frac") else value
+              for key, value in spec.get("kwargs", {}).items()}
+    kwargs = {"num_decay_steps" if key == "decay" else key: value for key, value in kwargs.items()}
+    if "schedule_file" in kwargs:
+        kwargs["schedule_file"] = os.path.join(job["study_dir"], kwargs["schedule_file"])
+    return kwargs
+
+
+def train_and_evaluate(model, args, train_set, eval_set, job: dict) -> dict:
+    """Train `model` through `Trainer` (with a recorder when the job asks), evaluate it: a run's common result
+    fields (final eval loss, time, an adaptive run's decision, the curves, the schedule file it wrote)."""
+    from transformers import PrinterCallback, Trainer, default_data_collator
+
+    import hf_linear_decay
+    from hf_linear_decay.trainer.callback import RefinementCallback
+
     callbacks = [RefinementCallback()] if job.get("record") else []
     trainer = Trainer(model, args, train_dataset=train_set, eval_dataset=eval_set, data_collator=default_data_collator,
                       callbacks=callbacks)
@@ -80,10 +95,9 @@ def train_one(job: dict) -> dict:
     history = trainer.state.log_history
     schedule_file = os.path.join(job["out_dir"], hf_linear_decay.SCHEDULE_FILE_NAME)
     adaptive = None
-    if "adapt" in spec.get("kwargs", {}) and os.path.isfile(schedule_file):  # what the adaptive run decided
+    if "adapt" in job["spec"].get("kwargs", {}) and os.path.isfile(schedule_file):  # what the adaptive run decided
         adaptive = hf_linear_decay.load_schedule_file(schedule_file).adaptive
     return {"eval_loss": float(loss) if math.isfinite(loss) else None, "seconds": seconds, "adaptive": adaptive,
-            "parameters": model.num_parameters(), "tokens": steps * problem["batch"] * problem["block"],
             "eval_curve": [[e["step"], e["eval_loss"]] for e in history if "eval_loss" in e],
             "train_curve": [[e["step"], e["loss"]] for e in history if "loss" in e],
             "lr_curve": [[e["step"], e["learning_rate"]] for e in history if "learning_rate" in e],
@@ -342,8 +356,14 @@ def main(argv=None):
     print(lm_report.write_report(options.out_dir))
 
 
-if __name__ == "__main__":
+def entry_point(run_one, study_main) -> None:
+    """`python -m STUDY --run_job JOB`: one run, its result as a JSON line on stdout (what `Study` launches); any
+    other command line: the study's `main`."""
     if len(sys.argv) == 3 and sys.argv[1] == "--run_job":
-        print(json.dumps(train_one(json.loads(sys.argv[2]))))
+        print(json.dumps(run_one(json.loads(sys.argv[2]))))
     else:
-        main()
+        study_main()
+
+
+if __name__ == "__main__":
+    entry_point(train_one, main)

@@ -55,17 +55,23 @@ def test_a_broken_package_costs_one_line_not_the_program(tmp_path):
                      "HF_LINEAR_DECAY_AUTOLOAD=0 to skip this hook"]
 
 
-@pytest.mark.slow
-def test_accelerate_launch_of_a_stock_script_takes_the_flag(tmp_path):
+def launch_stock_script(tmp_path, *flags):
+    """`accelerate launch` of a stock script (HfArgumentParser, no import of the package) with `linear_refined`."""
     script = tmp_path / "train_stock.py"
     script.write_text(STOCK_SCRIPT)
     env = dict(os.environ, PYTHONPATH=TESTS_DIR, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu", str(script),
-               "--output_dir", str(tmp_path / "run"), "--lr_scheduler_type", "linear_refined", "--max_steps", "4",
-               "--use_cpu", "true", "--report_to", "none", "--logging_steps", "1", "--learning_rate", "0.1",
-               "--save_strategy", "no", "--disable_tqdm", "true"]
+               "--output_dir", str(tmp_path / "run"), "--lr_scheduler_type", "linear_refined", "--use_cpu", "true",
+               "--report_to", "none", "--logging_steps", "1", "--save_strategy", "no", "--disable_tqdm", "true",
+               *flags]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_accelerate_launch_of_a_stock_script_takes_the_flag(tmp_path):
+    result = launch_stock_script(tmp_path, "--max_steps", "4", "--learning_rate", "0.1")
     assert "lrs: [0.1, 0.075, 0.05, 0.025]" in result.stdout
     assert (tmp_path / "run" / "refined_schedule.safetensors").is_file()
     assert "RefinementCallback: wrote " in result.stderr  # pass 1 says what it wrote, by default
@@ -76,15 +82,8 @@ def test_a_stock_script_adapts_by_the_flag_alone(tmp_path):
     """`--lr_scheduler_kwargs '{"adapt": true}'` through HfArgumentParser, accelerate launch, nothing else."""
     from hf_linear_decay import load_schedule_file
 
-    script = tmp_path / "train_stock.py"
-    script.write_text(STOCK_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=TESTS_DIR, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu", str(script),
-               "--output_dir", str(tmp_path / "run"), "--lr_scheduler_type", "linear_refined", "--max_steps", "40",
-               "--use_cpu", "true", "--report_to", "none", "--logging_steps", "1", "--learning_rate", "0.01",
-               "--save_strategy", "no", "--disable_tqdm", "true", "--lr_scheduler_kwargs", '{"adapt": true}']
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = launch_stock_script(tmp_path, "--max_steps", "40", "--learning_rate", "0.01", "--lr_scheduler_kwargs",
+                                 '{"adapt": true}')
     schedule = load_schedule_file(tmp_path / "run" / "refined_schedule.safetensors")
     assert schedule.method == "followed" and schedule.adaptive["plan"]["decision"] in ("linear", "cooldown")
     assert "adaptive run (linear start), decided at step" in result.stderr
