@@ -152,7 +152,8 @@ class Study:
             payload = self.runner.train_one(job)
         else:
             env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-            command = [sys.executable, "-m", self.runner.__name__, "--run_job", json.dumps(job)]
+            module = self.runner.__spec__.name if self.runner.__name__ == "__main__" else self.runner.__name__
+            command = [sys.executable, "-m", module, "--run_job", json.dumps(job)]
             done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             if done.returncode != 0 or not lines:
