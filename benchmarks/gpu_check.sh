@@ -2,11 +2,12 @@
 # GPU checks in the order a cut-short run still brings the first back (one GPU; ~5 + ~2 + the rest of the budget):
 #   1. the backend table: Trainer + recorder under plain / FSDP2 / ZeRO-2 / ZeRO-3 x fp32 / bf16 / fp16 ($OUT/table.md);
 #   2. the recording overhead, interleaved repeats with and without the recorder ($OUT/overhead.md);
-#   3. the LM study at GPU size, 16 runs at once on the GPU, for what is left of LM_STUDY_SECONDS ($OUT/lm_study/).
+#   3. the LM study at GPU size, 16 runs at once on the GPU, for what is left of LM_STUDY_SECONDS ($OUT/lm_study/):
+#      every schedule of the CPU problems, the adaptive one-run schedules and schedule-free AdamW included.
 # Run from the repository root: bash benchmarks/gpu_check.sh
-# First, here: `bash benchmarks/prepare_gpu_wheels.sh` (transformers 5.24, deepspeed and what it needs, into wheels/),
-# and `python recipes/prepare_corpus.py --source debian-docs --out benchmarks/data/debian_docs`; then run this on the
-# device machine with carry=["wheels", "benchmarks/data/debian_docs"].
+# First, here: `bash benchmarks/prepare_gpu_wheels.sh` (transformers 5.24, deepspeed, schedulefree and what they need,
+# into wheels/), and `python recipes/prepare_corpus.py --source docs --out benchmarks/data/docs` (the pinned corpus);
+# then run this on the device machine with carry=["wheels", "benchmarks/data/docs"].
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if compgen -G "wheels/*.whl" > /dev/null; then
