@@ -39,7 +39,11 @@ GRID_CENTER = {"sgd": 1.0, "adam": 0.01}
 OPTIMIZER_NORM = {"sgd": "l2", "adam": "l1"}
 #: The LM study's one-run adaptive schedules (`lr_scheduler_kwargs={"adapt": true, "adapt_options": ...}`), here
 #: without a warm-up, as linear decay (the reference) runs: no switch gives exactly linear decay.
-ADAPTIVE = {"adapt_linear": {}, "adapt_linear_peak": {"switch": "peak"}, "adapt_stable": {"start": "stable"}}
+ADAPTIVE = {"adapt": {"start": "linear", "switch": "peak", "rise": 1.3, "decide_by": 0.3, "fraction": 0.2,
+                      "shape": "1-sqrt"}}
+ADAPTIVE.update(adapt_hold=dict(ADAPTIVE["adapt"], switch="hold"), adapt_stable=dict(ADAPTIVE["adapt"], start="stable"),
+                adapt_r125=dict(ADAPTIVE["adapt"], rise=1.25), adapt_hold_r125=dict(ADAPTIVE["adapt"], switch="hold",
+                                                                                     rise=1.25))
 OPTIMIZER_NAME = {"sgd": "SGD", "adam": "Adam"}
 
 

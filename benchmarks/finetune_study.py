@@ -67,7 +67,9 @@ SCHEDULES = {
     "cosine_warmup": ("cosine", {}),
     "constant_warmup": ("constant_with_warmup", {}),
     "wsd_sqrt_20": ("warmup_stable_decay", {"decay_frac": 0.2, "decay_type": "1-sqrt"}),
-    "adapt_linear": ("linear_refined", {"adapt": True}),
+    "adapt": ("linear_refined", {"adapt": True, "adapt_options": {"start": "linear", "switch": "peak", "rise": 1.3,
+                                                                  "decide_by": 0.3, "fraction": 0.2,
+                                                                  "shape": "1-sqrt"}}),
 }
 METHODS = ("auto", "paper")
 

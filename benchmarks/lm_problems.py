@@ -47,6 +47,8 @@ CALIBRATION_PROBLEMS = ("python_tiny",)
 WARMUP = 0.05
 SEEDS = (0, 1, 2)
 
+#: The adaptive run's options besides `start` and `switch` (the package's defaults, written out).
+ADAPT = {"start": "linear", "rise": 1.3, "decide_by": 0.3, "fraction": 0.2, "shape": "1-sqrt"}
 #: Baselines: name -> (lr_scheduler_type, warm-up fraction, lr_scheduler_kwargs with fractions of T as `*_frac`,
 #: and, for another optimizer than AdamW, its Trainer `optim` and where its LR grid starts, as a factor of the
 #: reference's best LR).
@@ -61,22 +63,28 @@ BASELINES = {
     # Schedule-free AdamW (Defazio et al. 2024): a constant scheduler, the warm-up inside the optimizer (transformers
     # passes `warmup_steps` to it), the same betas and weight decay; it usually wants a higher LR than AdamW.
     "schedule_free": ("constant", WARMUP, {}, "schedule_free_adamw", 2.0),
-    # One run that adapts its own schedule (`lr_scheduler_kwargs={"adapt": true}`, hf_linear_decay.core.adaptive):
-    # linear decay that switches to a hold and a 1-sqrt cooldown over the last 20% where the norm rises (holding its
-    # LR, or back to the peak), or a stable phase that cools down there or turns to linear decay at the deadline.
-    "adapt_linear": ("linear_refined", WARMUP, {"adapt": True}),
-    "adapt_linear_peak": ("linear_refined", WARMUP, {"adapt": True, "adapt_options": {"switch": "peak"}}),
-    "adapt_stable": ("linear_refined", WARMUP, {"adapt": True, "adapt_options": {"start": "stable"}}),
+    # One run that adapts its own schedule (`lr_scheduler_kwargs={"adapt": true}`, hf_linear_decay.core.adaptive),
+    # every option written out (a run's key is its spec: a later change of a default must not reuse these runs): linear
+    # decay that switches back to the peak and a 1-sqrt cooldown over the last 20% where the norm rises 1.3x, or a
+    # stable phase that cools down there or turns to linear decay at the deadline (30%).
+    "adapt": ("linear_refined", WARMUP, {"adapt": True, "adapt_options": dict(ADAPT, start="linear", switch="peak")}),
+    "adapt_stable": ("linear_refined", WARMUP, {"adapt": True, "adapt_options": dict(ADAPT, start="stable")}),
+    # The first rule (rise 1.25) with both switches, on docs_tiny only: what chose "peak" and 1.3.
+    "adapt_hold_r125": ("linear_refined", WARMUP, {"adapt": True, "adapt_options": dict(ADAPT, switch="hold",
+                                                                                         rise=1.25)}),
+    "adapt_peak_r125": ("linear_refined", WARMUP, {"adapt": True, "adapt_options": dict(ADAPT, switch="peak",
+                                                                                         rise=1.25)}),
 }
 REFERENCE = "linear_warmup"
 #: The WSD runs of a problem: its best is "the best of WSD" in the targets.
 WSD_NAMES = ("wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20")
-#: The one-run adaptive schedules (this package's `adapt`).
-ADAPTIVE_NAMES = ("adapt_linear", "adapt_linear_peak", "adapt_stable")
+#: The one-run adaptive schedules (this package's `adapt`): both starts.
+ADAPTIVE_NAMES = ("adapt", "adapt_stable")
 #: The baselines the new problems run (cosine to 10% and `guarded`, which equals pass 1, only on python_tiny).
 CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES, "schedule_free", *ADAPTIVE_NAMES)
-PROBLEMS["docs_tiny"]["baselines"] = PROBLEMS["docs_tiny_long"]["baselines"] = CORE_BASELINES
-PROBLEMS["docs_20tpp"]["baselines"] = CORE_BASELINES
+PROBLEMS["docs_tiny"]["baselines"] = (*CORE_BASELINES, "adapt_hold_r125", "adapt_peak_r125")
+PROBLEMS["docs_tiny_long"]["baselines"] = PROBLEMS["docs_20tpp"]["baselines"] = CORE_BASELINES
+PROBLEMS["python_tiny"]["baselines"] = tuple(name for name in BASELINES if not name.endswith("_r125"))
 for _name in ("docs_tiny", "docs_tiny_long", "docs_20tpp"):
     PROBLEMS[_name]["methods"] = ("auto", "paper")
 
