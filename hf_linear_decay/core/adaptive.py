@@ -97,12 +97,12 @@ class AdaptivePlan:
 
     num_steps: int
     warmup: int
-    start: str = "linear"
-    switch: str = "peak"
-    fraction: float = 0.2
-    shape: str = "1-sqrt"
-    decide_by: float = DECIDE_BY
-    rise: float = RISE_TO_SWITCH
+    start: str = ADAPT_OPTIONS["start"].default
+    switch: str = ADAPT_OPTIONS["switch"].default
+    fraction: float = ADAPT_OPTIONS["fraction"].default
+    shape: str = ADAPT_OPTIONS["shape"].default
+    decide_by: float = ADAPT_OPTIONS["decide_by"].default
+    rise: float = ADAPT_OPTIONS["rise"].default
     decision: str | None = None  # None (not yet), "cooldown" or "linear"
     decided_at: int | None = None  # the first step that follows the decision
 
