@@ -83,10 +83,14 @@ ADAPTIVE_NAMES = ("adapt", "adapt_stable")
 #: The baselines the new problems run (cosine to 10% and `guarded`, which equals pass 1, only on python_tiny).
 CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES, "schedule_free", *ADAPTIVE_NAMES)
 PROBLEMS["docs_tiny"]["baselines"] = (*CORE_BASELINES, "adapt_hold_r125", "adapt_peak_r125")
-PROBLEMS["docs_tiny_long"]["baselines"] = PROBLEMS["docs_20tpp"]["baselines"] = CORE_BASELINES
+PROBLEMS["docs_20tpp"]["baselines"] = CORE_BASELINES
+# The middle of the budget axis (10.7 tokens per parameter), on the 2-core budget: one WSD of each cooldown shape.
+PROBLEMS["docs_tiny_long"]["baselines"] = ("linear_warmup", "cosine_warmup", "wsd_linear_20", "wsd_sqrt_20",
+                                           "schedule_free", *ADAPTIVE_NAMES)
 PROBLEMS["python_tiny"]["baselines"] = tuple(name for name in BASELINES if not name.endswith("_r125"))
-for _name in ("docs_tiny", "docs_tiny_long", "docs_20tpp"):
+for _name in ("docs_tiny", "docs_20tpp"):
     PROBLEMS[_name]["methods"] = ("auto", "paper")
+PROBLEMS["docs_tiny_long"]["methods"] = ("auto",)
 
 #: sha256 of each study corpus as prepared here: its documents (path and text, in order), then its token blocks for
 #: a (vocabulary, block) pair. `python` is Python 3.11.7's standard library: another interpreter has other sources.
