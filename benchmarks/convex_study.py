@@ -9,8 +9,8 @@ Every schedule runs at its own best peak LR, chosen by the mean over seeds on a 
 edge until the best LR is inside it. Figures: the last iterate's suboptimality f(x_T) - f*, as a ratio to linear
 decay's at its best LR; the per-seed ratios' min-max (seed spread); a paired
 Wilcoxon signed-rank test over seeds (win/loss when p < 0.05, else tie); the geometric mean and the worst case over
-problems; and each refined schedule's area (mean multiplier / linear decay's). Outputs in `--out_dir`: runs.csv
-(every run), summary.json, results.md (tables), and one PNG per optimizer.
+problems; and each refined schedule's area (mean multiplier / linear decay's). Outputs in `--out_dir`: runs_sgd.csv
+and runs_adam.csv (every run), summary.json, results.md (tables), and one PNG per optimizer.
 
 Schedules: transformers' linear and cosine to 0, each with and without a 5% warm-up, WSD (5% warm-up, 20% cooldown,
 transformers' default cosine cooldown) and constant; each refinement method the package ships (`auto`, `paper`,
@@ -198,10 +198,11 @@ def main(argv=None):
         problems = options.problems.split(",") if options.problems else convex_suite.list_problems(options.data_dir)
     if options.smoke or options.convex:
         summary, rows = run_convex(problems, optimizers, options)
-        with open(os.path.join(options.out_dir, "runs.csv"), "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["problem", "optimizer", "schedule", "lr", "seed", "suboptimality"])
-            writer.writerows(csv_row(row) for row in rows)
+        for optimizer in optimizers:  # one file per optimizer: each stays well under the repository's 5 MB a file
+            with open(os.path.join(options.out_dir, f"runs_{optimizer}.csv"), "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["problem", "optimizer", "schedule", "lr", "seed", "suboptimality"])
+                writer.writerows(csv_row(row) for row in rows if row[1] == optimizer)
         with open(os.path.join(options.out_dir, "summary.json"), "w") as handle:
             json.dump(summary, handle, indent=1)
         print(report(summary, options.out_dir))

@@ -23,8 +23,10 @@ def test_convex_study_smoke(tmp_path):
         for name in ("linear", "linear_warmup", "cosine_warmup", "wsd", "paper", "guarded", "guarded_short_pilot"):
             assert len(schedules[name]["per_seed"]) == 3 and schedules[name]["best_lr"] > 0, name
         assert schedules["paper"]["refined"] and schedules["guarded"]["area"] > 0
-    with open(tmp_path / "runs.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = []
+    for optimizer in ("sgd", "adam"):
+        with open(tmp_path / f"runs_{optimizer}.csv") as handle:
+            rows += [row for row in csv.DictReader(handle) if row["optimizer"] == optimizer]
     assert {row["schedule"] for row in rows} >= {"linear", "paper", "guarded"}
     assert all(float(row["suboptimality"]) >= 0 for row in rows)
     text = (tmp_path / "results.md").read_text()
