@@ -83,14 +83,19 @@ ADAPTIVE_NAMES = ("adapt", "adapt_stable")
 #: The baselines the new problems run (cosine to 10% and `guarded`, which equals pass 1, only on python_tiny).
 CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES, "schedule_free", *ADAPTIVE_NAMES)
 PROBLEMS["docs_tiny"]["baselines"] = (*CORE_BASELINES, "adapt_hold_r125", "adapt_peak_r125")
-PROBLEMS["docs_20tpp"]["baselines"] = CORE_BASELINES
+# The >= 20 tokens-per-parameter problem on the 2-core budget (each run ~4 minutes): the LR is chosen on seed 0
+# (the grid, extended at an edge), the other two seeds run at that LR; the schedules that decide the targets (linear
+# decay, the best WSD of docs_tiny and the usual 1-sqrt one, schedule-free AdamW, both adaptive starts) and `auto`.
+PROBLEMS["docs_20tpp"]["baselines"] = ("linear_warmup", "adapt", "wsd_sqrt_20", "wsd_linear_20", "schedule_free",
+                                       "adapt_stable")
+PROBLEMS["docs_20tpp"]["grid_seeds"] = 1
 # The middle of the budget axis (10.7 tokens per parameter), on the 2-core budget: one WSD of each cooldown shape.
 PROBLEMS["docs_tiny_long"]["baselines"] = ("linear_warmup", "cosine_warmup", "wsd_linear_20", "wsd_sqrt_20",
                                            "schedule_free", *ADAPTIVE_NAMES)
 PROBLEMS["python_tiny"]["baselines"] = tuple(name for name in BASELINES if not name.endswith("_r125"))
-for _name in ("docs_tiny", "docs_20tpp"):
-    PROBLEMS[_name]["methods"] = ("auto", "paper")
-PROBLEMS["docs_tiny_long"]["methods"] = ("auto",)
+PROBLEMS["docs_tiny"]["methods"] = ("auto", "paper")
+for _name in ("docs_tiny_long", "docs_20tpp"):
+    PROBLEMS[_name]["methods"] = ("auto",)
 
 #: sha256 of each study corpus as prepared here: its documents (path and text, in order), then its token blocks for
 #: a (vocabulary, block) pair. `python` is Python 3.11.7's standard library: another interpreter has other sources.

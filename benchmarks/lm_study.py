@@ -203,16 +203,19 @@ class Sweep:
     def __init__(self, study: Study, problem: str, name: str, spec: dict, seeds, center: float, **extra):
         self.study, self.problem, self.name, self.spec, self.seeds = study, problem, name, spec, list(seeds)
         self.grid = [center / 2, center, center * 2] if study.grid_points == 3 else [center]
+        # A long problem may choose the LR on its first seed(s) only and run the other seeds at that LR alone
+        self.grid_seeds = self.seeds[: PROBLEMS[problem].get("grid_seeds") or len(self.seeds)]
         self.extra, self.runs = extra, {}
 
-    def _run(self, lrs):
+    def _run(self, lrs, seeds=None):
         jobs = [dict(problem=self.problem, name=self.name, spec=self.spec, lr=float(lr), seed=seed, **self.extra)
-                for lr in lrs for seed in self.seeds]
+                for lr in lrs for seed in (seeds or self.grid_seeds)]
         for job, result in zip(jobs, self.study.run(jobs)):
             self.runs[(job["lr"], job["seed"])] = result
 
     def mean(self, lr) -> float:
-        losses = [self.runs[(lr, seed)]["eval_loss"] for seed in self.seeds]
+        """The mean eval loss at `lr` over the seeds that choose the LR."""
+        losses = [self.runs[(lr, seed)]["eval_loss"] for seed in self.grid_seeds]
         return float(np.mean([math.inf if loss is None else loss for loss in losses]))
 
     def run(self) -> dict:
@@ -226,7 +229,9 @@ class Sweep:
             self.grid = sorted(self.grid + [lr])
         best = int(np.argmin([self.mean(lr) for lr in self.grid]))
         lr = self.grid[best]
+        self._run([lr], seeds=self.seeds)  # the other seeds at the chosen LR (cached where the grid ran them)
         return {"best_lr": lr, "grid": self.grid, "means": [self.mean(x) for x in self.grid],
+                "grid_seeds": len(self.grid_seeds),
                 "per_seed": [self.runs[(lr, seed)]["eval_loss"] for seed in self.seeds],
                 "edge": len(self.grid) > 1 and best in (0, len(self.grid) - 1),
                 "seconds": sum(run["seconds"] for run in self.runs.values()), "runs": len(self.runs)}
