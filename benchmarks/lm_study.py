@@ -200,11 +200,12 @@ class Sweep:
 
     MAX_EXTENSIONS = 3
 
-    def __init__(self, study: Study, problem: str, name: str, spec: dict, seeds, center: float, **extra):
+    def __init__(self, study: Study, problem: str, name: str, spec: dict, seeds, center: float,
+                 grid_seeds: int | None = None, **extra):
         self.study, self.problem, self.name, self.spec, self.seeds = study, problem, name, spec, list(seeds)
         self.grid = [center / 2, center, center * 2] if study.grid_points == 3 else [center]
         # A long problem may choose the LR on its first seed(s) only and run the other seeds at that LR alone
-        self.grid_seeds = self.seeds[: PROBLEMS[problem].get("grid_seeds") or len(self.seeds)]
+        self.grid_seeds = self.seeds[: grid_seeds or len(self.seeds)]
         self.extra, self.runs = extra, {}
 
     def _run(self, lrs, seeds=None):
@@ -274,15 +275,16 @@ def study_problem(study: Study, problem: str, seeds, center: float, only=None) -
     def wanted(name):
         return not only or name in only
 
-    summary[REFERENCE] = Sweep(study, problem, REFERENCE, baseline_spec(REFERENCE), seeds, center,
+    config = PROBLEMS[problem]
+    grid_seeds = config.get("grid_seeds")
+    summary[REFERENCE] = Sweep(study, problem, REFERENCE, baseline_spec(REFERENCE), seeds, center, grid_seeds,
                                keep_schedule_file=True).run()
     lr = summary[REFERENCE]["best_lr"]
-    config = PROBLEMS[problem]
     for name in config.get("baselines", BASELINES):
         if name != REFERENCE and wanted(name):
             record = {"record": True, "keep_schedule_file": True} if name == "wsd_sqrt_20" else {}
             summary[name] = Sweep(study, problem, name, baseline_spec(name), seeds, lr * grid_factor(name),
-                                  **record).run()
+                                  grid_seeds, **record).run()
     pass_one = _load_record(study, study.cached(dict(problem=problem, name=REFERENCE, spec=baseline_spec(REFERENCE),
                                                      lr=lr, seed=seeds[0], keep_schedule_file=True)))
     refined = lm_candidates.package_methods(pass_one, config.get("methods", lm_candidates.STUDY_METHODS))
@@ -301,7 +303,7 @@ def study_problem(study: Study, problem: str, seeds, center: float, only=None) -
         record, multipliers = shape if isinstance(shape, tuple) else (pass_one, shape)
         method = name.split("_from_")[0] if name.split("_from_")[0] in lm_candidates.STUDY_METHODS else "paper"
         path = _save_schedule(study, problem, name, record, multipliers, method)
-        summary[name] = Sweep(study, problem, name, refined_spec(path, multipliers), seeds, lr).run()
+        summary[name] = Sweep(study, problem, name, refined_spec(path, multipliers), seeds, lr, grid_seeds).run()
         followed = resample_schedule(multipliers, len(pass_one))  # what linear_refined gives over the run
         summary[name].update(refined=True, area=float(followed.mean() / pass_one_area(pass_one)))
     summary[REFERENCE]["norm_profile"] = lm_candidates.profile_of(pass_one)
