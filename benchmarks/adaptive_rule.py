@@ -57,8 +57,8 @@ def records(problem: str, name: str):
         yield float(lr), int(seed), load_schedule_file(path).record
 
 
-def best_lr(problem: str, name: str) -> float | None:
-    path = os.path.join(LM_DIR, f"summary_{problem}.json")
+def best_lr(problem: str, name: str, out_dir: str = LM_DIR) -> float | None:
+    path = os.path.join(out_dir, f"summary_{problem}.json")
     if not os.path.isfile(path):
         return None
     with open(path) as handle:
@@ -85,18 +85,20 @@ def replay_table(problems) -> list[str]:
     return lines
 
 
-def decisions_table(problems) -> list[str]:
+def decisions_table(problems, out_dir: str = LM_DIR) -> list[str]:
+    """What each adaptive run of a study (its results folder `out_dir`) decided: at the best LR, per seed, and how
+    many runs of its grid switched."""
     lines = ["| problem | schedule | best LR | at the best LR (per seed) | over the whole grid |",
              "|---|---|---|---|---|"]
     for problem in problems:
         for name in ADAPTIVE:
             runs = []
-            for path in sorted(glob.glob(os.path.join(LM_DIR, "runs", problem, f"{name}_lr*_s*.json"))):
+            for path in sorted(glob.glob(os.path.join(out_dir, "runs", problem, f"{name}_lr*_s*.json"))):
                 with open(path) as handle:
                     runs.append(json.load(handle))
             if not runs:
                 continue
-            best = best_lr(problem, name)
+            best = best_lr(problem, name, out_dir)
 
             def said(run):
                 plan = (run.get("adaptive") or {}).get("plan") or {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from benchmarks.adaptive_rule import decisions_table
 from benchmarks.lm_report import load_summaries, overview, problem_facts, save_report, table
 
 
@@ -37,7 +38,8 @@ def write_report(out_dir: str) -> str:
         if facts:
             head += f": {facts['parameters']:,} trained parameters, {facts['tokens'] / 1e6:.2f}M tokens"
         lines += [head, "", *table(summary), "", profile_line(summary), ""]
-    lines += ["## All problems", "", overview(summaries)]
+    lines += ["## All problems", "", overview(summaries), "", "## What the adaptive run decided", "",
+              *decisions_table(summaries, out_dir)]
     return save_report(out_dir, lines, summaries, "finetune_study.png")
 
 

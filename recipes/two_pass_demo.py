@@ -12,8 +12,8 @@ LLM pretraining as our users run it, small enough for a laptop, no downloads:
   `OUTPUT_DIR/pass1_linear/refined_schedule.safetensors` (method `auto`, the default);
 - pass 2: the same model, data order and peak LR with `lr_scheduler_kwargs={"schedule_file": ...}`, once with the
   file's schedule and once refined again with the paper's exact algorithm (`"method": "paper"`);
-- one run that adapts its own schedule (`lr_scheduler_kwargs={"adapt": true}`): linear decay that switches to a hold
-  and a cooldown when its own norms show the LM regime;
+- one run that adapts its own schedule (`lr_scheduler_kwargs={"adapt": true}`): linear decay that switches back to
+  the peak and a cooldown when its own norms show the LM regime;
 - for comparison: cosine with warm-up, and WSD (warm-up, stable, 1-sqrt cooldown over the last 20%); `--skip_baselines`
   drops them.
 
