@@ -70,3 +70,18 @@ def test_the_use_it_snippet_runs_both_passes_from_fresh_models(tmp_path, monkeyp
     followed = trained[1].lr_scheduler.lr_lambdas[0]
     assert schedule.num_steps == 12 and followed.source == "run1/refined_schedule.safetensors"
     np.testing.assert_array_equal(followed.multipliers.numpy(), schedule.multipliers)
+
+
+def test_the_switch_line_shown_is_what_the_code_says_for_that_decision():
+    """The README's adaptive switch line (copied from the main job's output) is the line the code writes today for
+    the decision it shows: a change of wording must change the README too."""
+    from hf_linear_decay.core.adaptive import AdaptivePlan, Reading
+    from hf_linear_decay.trainer.adaptive_run import switch_line
+
+    [shown] = re.findall(r"^linear_refined: adapting at step .*$", read("README.md"), flags=re.M)
+    step, steps, rise, lowest_at = re.match(r"linear_refined: adapting at step (\d+) of (\d+) \(\d+%\): the l1 norm "
+                                            r"rose ([\d.]+)x over its lowest level \(at step (\d+)\)", shown).groups()
+    warmup = int(re.search(r"now a (\d+)-step warm-up", shown).group(1))
+    plan = AdaptivePlan(int(steps), warmup, decision="cooldown", decided_at=int(step))
+    reading = Reading(step=int(step), start=1.0, rise=float(rise), lowest_at=int(lowest_at))
+    assert switch_line(plan, reading, "l1", int(step)) == shown

@@ -59,8 +59,7 @@ class AdaptiveRun:
         self.lr_lambda.adopt(plan, {key: getattr(reading, key) for key in ("step", "start", "rise", "lowest_at")})
         apply_current_lr(scheduler)
         if plan.decision == "cooldown" or plan.start == "stable":  # a switch (linear decay going on is none)
-            say(logger, "linear_refined: adapting at step %d of %d (%.0f%%): %s; now %s.", step, plan.num_steps,
-                100 * step / plan.num_steps, describe_decision(plan, reading, self.norm), plan.describe())
+            say(logger, "%s", switch_line(plan, reading, self.norm, step))
 
     def followed_schedule(self, record) -> RefinedSchedule:
         """What the run followed, as a schedule file holds it (method "followed", with the plan and the reading);
@@ -83,3 +82,9 @@ def adaptive_run_of(scheduler, settings) -> AdaptiveRun | None:
     run), or None when the scheduler does not adapt."""
     lr_lambda = adaptive_lambda_of(scheduler)
     return None if lr_lambda is None else AdaptiveRun(lr_lambda, settings.norm, settings.tau)
+
+
+def switch_line(plan: AdaptivePlan, reading: Reading, norm: str, step: int) -> str:
+    """The one line an adaptive run says when it switches (the README shows one from the main job)."""
+    return (f"linear_refined: adapting at step {step} of {plan.num_steps} ({100 * step / plan.num_steps:.0f}%): "
+            f"{describe_decision(plan, reading, norm)}; now {plan.describe()}.")
