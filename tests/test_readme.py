@@ -85,3 +85,21 @@ def test_the_switch_line_shown_is_what_the_code_says_for_that_decision():
     plan = AdaptivePlan(int(steps), warmup, decision="cooldown", decided_at=int(step))
     reading = Reading(step=int(step), start=1.0, rise=float(rise), lowest_at=int(lowest_at))
     assert switch_line(plan, reading, "l1", int(step)) == shown
+
+
+def test_the_pass_lines_shown_are_what_the_code_says_for_the_main_jobs_pass_one():
+    """The main job's pass 1 is the LM study's python_tiny linear decay at 4e-3, seed 0 (its file is committed): the
+    README's two lines are what pass 1 and pass 2 say today for that record."""
+    from hf_linear_decay import load_schedule_file
+    from hf_linear_decay.core.schedule import build_schedule
+    from hf_linear_decay.core.settings import RefinementSettings
+    from hf_linear_decay.trainer.auto_recorder import describe_pass_two
+    from hf_linear_decay.trainer.messages import wrote_line
+
+    committed = os.path.join(ROOT, "benchmarks", "results", "lm_study", "pass1", "python_tiny",
+                             "linear_warmup_lr0.004_s0.safetensors")
+    schedule = build_schedule(load_schedule_file(committed).record, RefinementSettings())
+    path = "demo_output/pass1_linear/refined_schedule.safetensors"
+    shown = read("README.md").splitlines()
+    assert wrote_line(schedule, path) in shown
+    assert f"linear_refined: following {path} ({describe_pass_two(schedule)})" in shown
