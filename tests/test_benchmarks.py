@@ -78,3 +78,19 @@ def test_finetune_study_smoke_pretrains_a_base_and_fine_tunes_it_with_lora(tmp_p
     assert 0 < lora["parameters"] < 10_000  # only the adapters train
     text = (tmp_path / "results.md").read_text()
     assert "## smoke" in text and "What `auto` read from pass 1" in text
+
+
+def test_a_corpus_prepared_differently_stops_with_the_reason_and_the_fix():
+    """The LM study's corpora are pinned by sha256: a corpus or token blocks that differ from the committed runs'
+    stop the study before any run, naming the corpus, both digests and how to rebuild; the pinned digest passes."""
+    from benchmarks.lm_problems import CORPUS_DIGESTS, check_digest
+
+    pinned = CORPUS_DIGESTS["docs"]["documents"]
+    check_digest("docs", "documents", pinned)  # the digest the committed runs were made from
+    with pytest.raises(SystemExit) as stopped:
+        check_digest("docs", "documents", "0" * 64)
+    said = str(stopped.value)
+    assert "docs corpus's documents" in said and pinned[:16] in said and "0" * 16 in said
+    assert "prepare_corpus.py --source docs" in said and "would not reproduce" in said
+    with pytest.raises(SystemExit, match="token blocks .* delete benchmarks/data/lm_study/"):
+        check_digest("python", ("blocks", 2048, 128), "f" * 64)
