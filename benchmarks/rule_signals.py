@@ -6,7 +6,7 @@
 `CALM_START` times its settled level), rose at least `RISE_UNDER_DECAY` times from its minimum (reached in the first
 half) to the end, and pass 1's LR decayed below half its peak (`core.refinements.NormProfile`). The thresholds were
 set from the LM study's `python_tiny` and the first five convex problems (iris, wine, breast_cancer, digits, glass);
-the other convex problems and the Debian LM problems were not used to set them. The convex pass 1 is the one the
+the other convex problems and the `docs` LM problems were not used to set them. The convex pass 1 is the one the
 convex study refines (linear decay at linear decay's best LR, the pilot seed); the LM pass 1 is the reference at its
 best LR, seed 0.
 """
