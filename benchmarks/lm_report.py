@@ -183,8 +183,8 @@ def write_report(out_dir: str, default: str | None = None) -> str:
         else:
             lines.append(f"## {problem} ({role})")
         if summary[REFERENCE].get("grid_seeds", 0) == 1:
-            lines += ["", "Each schedule's LR was chosen on seed 0 (the grid, extended at an edge); seeds 1 and 2 ran at "
-                      "that LR only (the grid's means are seed 0's)."]
+            lines += ["", "Each schedule's LR was chosen on seed 0 (the grid, extended at an edge); seeds 1 and 2 ran "
+                      "at that LR only (the grid's means are seed 0's)."]
         lines += [""] + table(summary) + ["", f"Default (`{default}`):"] + targets(summary, default) + [""]
         lines += one_run(summary) + [""] if one_run(summary) else []
         profile = summary[REFERENCE].get("norm_profile")

@@ -262,6 +262,7 @@ def study_problem(study: Study, problem: str, seeds, center: float, only=None) -
     baselines and the refined schedules from grids centred at the reference's best LR (times the baseline's
     `grid_factor`). With `only` (schedule names), just those (and the reference), merged into the saved summary."""
     from benchmarks import lm_candidates
+    from hf_linear_decay.core.refinements import pass_one_shape
     from hf_linear_decay.core.shapes import resample_schedule
 
     print(f"== {problem} (seeds {list(seeds)}, grid centre {center:g})", flush=True)
@@ -303,8 +304,14 @@ def study_problem(study: Study, problem: str, seeds, center: float, only=None) -
         record, multipliers = shape if isinstance(shape, tuple) else (pass_one, shape)
         method = name.split("_from_")[0] if name.split("_from_")[0] in lm_candidates.STUDY_METHODS else "paper"
         path = _save_schedule(study, problem, name, record, multipliers, method)
-        summary[name] = Sweep(study, problem, name, refined_spec(path, multipliers), seeds, lr, grid_seeds).run()
         followed = resample_schedule(multipliers, len(pass_one))  # what linear_refined gives over the run
+        if record is pass_one and np.array_equal(followed, pass_one_shape(pass_one)):
+            # Pass 1's own LRs, exactly: its runs are the reference's (python_tiny's `guarded` ran all nine and
+            # matched the reference's losses bit for bit), so they are not run again
+            summary[name] = {key: value for key, value in summary[REFERENCE].items() if key != "norm_profile"}
+            summary[name].update(refined=True, area=1.0, same_as=REFERENCE)
+            continue
+        summary[name] = Sweep(study, problem, name, refined_spec(path, multipliers), seeds, lr, grid_seeds).run()
         summary[name].update(refined=True, area=float(followed.mean() / pass_one_area(pass_one)))
     summary[REFERENCE]["norm_profile"] = lm_candidates.profile_of(pass_one)
     with open(summary_path + ".tmp", "w") as handle:

@@ -204,3 +204,38 @@ def test_a_schedule_that_repeats_pass_one_says_so():
     differs = build_schedule(lm_record(), RefinementSettings(method="auto"))  # from linear decay: a new schedule
     assert not compare_with_pass_one(differs).repeats
     assert "area 1." in describe_schedule(differs) and "repeat" not in describe_schedule(differs)
+
+
+def test_auto_keeps_linear_decay_where_the_norm_rises_only_late():
+    """docs_20tpp's pass 1: the norm flat while the LR is high, then rising 2x as it decays. The whole-run rise is
+    there, but not by 30% of the run: linear decay beat the WSD shape there, so `auto` keeps pass 1's schedule."""
+    num_steps, warmup = 400, 20
+    t = np.arange(num_steps)
+    lr = np.minimum(t / warmup, 1.0) * (num_steps - t) / (num_steps - warmup)
+    norms = np.where(t < 0.4 * num_steps, 1.0, 1.0 + (t - 0.4 * num_steps) / (0.6 * num_steps))
+    record = NormRecord.from_columns({"grad_norm_l1": norms * 100, "lr": np.maximum(lr, 1e-6) * 1e-3},
+                                     run=RunInfo(optimizer="AdamW"))
+    schedule = build_schedule(record, RefinementSettings(method="auto"))
+    np.testing.assert_allclose(schedule.multipliers, build_schedule(record, RefinementSettings(
+        method="guarded")).multipliers)
+    assert re.search(r"the norm had risen only 1\.00x by 30% of the run \(1\.3x needed\): it rose late",
+                     schedule.explanation), schedule.explanation
+    early = build_schedule(lm_record(num_steps=400, warmup=20, rise=2.0), RefinementSettings(method="auto"))
+    assert "1-sqrt cooldown" in early.explanation  # the same whole-run rise, starting at 10%: the cooldown
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_early_rise_is_what_the_adaptive_run_reads_by_its_deadline(seed):
+    """`auto`'s early rise and the adaptive run's rule read the same levels: the largest rise the adaptive watch reads
+    at its checks up to 30% of the run equals `early_rise`."""
+    from hf_linear_decay.core.adaptive import AdaptivePlan, AdaptiveWatch
+    from hf_linear_decay.core.refine import DEFAULT_TAU
+    from hf_linear_decay.core.refinements import early_rise
+
+    rng = np.random.default_rng(seed)
+    num_steps = 500
+    norms = np.exp(np.cumsum(rng.normal(0.0, 0.05, num_steps)))
+    skipped = rng.random(num_steps) < 0.05
+    watch = AdaptiveWatch(AdaptivePlan(num_steps, 25, rise=1e9))  # never switches: every check is read
+    readings = [watch.reading(norms, skipped, step).rise for step in watch.check_steps(watch.plan.deadline)]
+    assert early_rise(norms, skipped, DEFAULT_TAU) == pytest.approx(max([1.0, *readings]))

@@ -8,11 +8,12 @@ numpy/scipy only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .refine import refinement_of
+from .refine import filter_width, refinement_of
 
 def paper_method(record, settings) -> tuple[np.ndarray, str]:
     """arXiv 2310.07831 Alg. 1/2 exactly: ``η_t ∝ ĝ_t^-p · Σ_{s>t} ĝ_s^-p`` from the median-filtered norms."""
@@ -95,6 +96,12 @@ def guarded_method(record, settings, smoothed=None) -> tuple[np.ndarray, str]:
 #: decayed to below half its peak. The calibration (lm_study's python_tiny; the convex suite's first five problems)
 #: and the held-out checks are in benchmarks/results/lm_study/results.md.
 CALM_START, RISE_UNDER_DECAY = 10.0, 1.3
+#: ... and the rise already shows by `EARLY_BY` of the run, while the LR is still high (what the adaptive run reads by
+#: its deadline). At 20 tokens per parameter (lm_study's docs_20tpp) the norm rose 1.9x over the whole pass 1 but only
+#: 1.07x by 30%, and linear decay beat the WSD shape there; at 5 tokens per parameter it rose 1.3x by 17-21%.
+EARLY_BY = 0.3
+#: The early rise is read at this many checks over a run, each the median of the last τ·T norms (as the adaptive run).
+EARLY_CHECKS = 100
 COOLDOWN_FRACTION = 0.2
 COOLDOWN_SHAPES = ("1-sqrt", "linear")
 
@@ -102,13 +109,15 @@ COOLDOWN_SHAPES = ("1-sqrt", "linear")
 @dataclass(frozen=True)
 class NormProfile:
     """What a pass 1's smoothed norm did: `start` (its first value over the settled level), `rise` (its last value
-    over its minimum after the first 10% of the run), `minimum_at` (that minimum's fraction of the run), and
-    `lr_end` (pass 1's last LR over its peak: how far it decayed)."""
+    over its minimum after the first 10% of the run), `minimum_at` (that minimum's fraction of the run), `lr_end`
+    (pass 1's last LR over its peak: how far it decayed) and `early_rise` (`early_rise`: how far it had risen by
+    `EARLY_BY` of the run)."""
 
     start: float
     rise: float
     minimum_at: float
     lr_end: float
+    early_rise: float = float("inf")  # the largest rise over the lowest earlier level by EARLY_BY of the run
 
     @property
     def rises_under_decay(self) -> bool:
@@ -124,6 +133,10 @@ class NormProfile:
             return f"the norm's minimum came late, at {self.minimum_at:.0%} of the run (the first half needed)"
         if not self.lr_end <= 0.5:
             return f"pass 1's LR ended at {self.lr_end:.2f} of its peak (it never decayed below half)"
+        if not self.early_rise >= RISE_UNDER_DECAY:
+            return (f"the norm had risen only {self.early_rise:.2f}x by {EARLY_BY:.0%} of the run "
+                    f"({RISE_UNDER_DECAY:g}x needed): it rose late, as the LR decayed, where linear decay beat the "
+                    "WSD shape")
         return ""
 
 
@@ -133,8 +146,33 @@ def norm_profile(record, settings, smoothed=None) -> NormProfile:
     skip = num_steps // 10
     minimum = skip + int(np.argmin(smoothed[skip:]))
     lr_end = float(pass_one_shape(record)[-1])
+    early = early_rise(record.norms(settings.norm), record.skipped, settings.tau)
     return NormProfile(float(smoothed[0] / settled_level(smoothed)), float(smoothed[-1] / smoothed[minimum]),
-                       minimum / max(1, num_steps - 1), lr_end)
+                       minimum / max(1, num_steps - 1), lr_end, early)
+
+
+def early_rise(norms, skipped, tau: float) -> float:
+    """How far the norm had risen by `EARLY_BY` of the run: at checks every ``T // EARLY_CHECKS`` steps (a full window
+    behind), the level is the median of the last ``filter_width(T, tau)`` valid norms; the result is the largest
+    level over the lowest level at an earlier check (1.0 with fewer than two checks). The adaptive run reads the same
+    levels while it trains (`core.adaptive.AdaptiveWatch`) and switches where this reaches its rise."""
+    norms, skipped = np.asarray(norms, dtype=np.float64), np.asarray(skipped, dtype=bool)
+    num_steps = len(norms)
+    window, every = filter_width(num_steps, tau), max(1, num_steps // EARLY_CHECKS)
+    first = -(-window // every) * every
+    levels = []
+    for check in range(first, int(EARLY_BY * num_steps) + 1, every):
+        values = norms[check - window: check][~skipped[check - window: check]]
+        with np.errstate(invalid="ignore"):
+            values = values[np.isfinite(values) & (values > 0)]
+        if values.size:
+            levels.append(float(np.median(values)))
+    best, lowest = 1.0, math.inf
+    for level in levels:
+        if lowest < math.inf:
+            best = max(best, level / lowest)
+        lowest = min(lowest, level)
+    return best
 
 
 def pass_one_warmup(record) -> int:
