@@ -12,7 +12,7 @@ warmup-stable-decay shape. An adaptive run reads the same signal while it trains
     linearly): transformers' `warmup_stable_decay` exactly for start "stable";
   - "linear" (no rise by the deadline): start "linear" goes on unchanged (exact linear decay); start "stable"
     decays linearly from the peak at d to 0 at T, ``(T - t) / (T - d)``.
-- **rule** (`AdaptiveWatch`): every 1% of the run (`check_every`), the level of the recorded norm (l1 for Adam-type
+- **rule** (`AdaptiveWatch`): every 1% of the run (`check_steps`), the level of the recorded norm (l1 for Adam-type
   optimizers) is the median of its last `window` steps (τ·T, auto's median window). The run switches to "cooldown"
   at the first check where the level is at least `rise` times the lowest level seen at any earlier check, and the
   norm did not start steeply (its smoothed first value below `refinements.CALM_START` times that lowest level, as
@@ -31,17 +31,16 @@ import numpy as np
 
 from .methods import COOLDOWN_OPTIONS, Option, check_fraction
 from .refine import DEFAULT_TAU, filter_width
-from .refinements import CALM_START, RISE_UNDER_DECAY
+from .refinements import (CALM_START, EARLY_BY, RISE_UNDER_DECAY, check_steps, trailing_level,
+                          valid_norms)
 
 __all__ = ["ADAPT_OPTIONS", "AdaptivePlan", "AdaptiveWatch", "Reading", "check_adapt_options", "describe_adaptive",
            "describe_decision"]
 
-#: Checks per run: the rule reads the record at every `T // CHECKS_PER_RUN`-th step (at least every step).
-CHECKS_PER_RUN = 100
 #: The rise that means the LM regime: `auto`'s (`refinements.RISE_UNDER_DECAY`). At 1.25 one seed of ten on one convex
 #: problem (vehicle) switched; at 1.3 none did, and the LMs switch one to three checks later (adaptive_rule.md).
 RISE_TO_SWITCH = RISE_UNDER_DECAY
-DECIDE_BY = 0.3
+DECIDE_BY = EARLY_BY  # auto's early rise reads the same span (`refinements.early_rise`)
 STARTS = ("linear", "stable")
 SWITCHES = ("hold", "peak")
 
@@ -205,14 +204,12 @@ class AdaptiveWatch:
     def __init__(self, plan: AdaptivePlan, tau: float = DEFAULT_TAU):
         self.plan = plan
         self.window = filter_width(plan.num_steps, tau)
-        self.check_every = max(1, plan.num_steps // CHECKS_PER_RUN)
         self._levels: dict[int, float] = {}
         self._start: float | None = None
 
     def check_steps(self, upto: int) -> range:
         """The steps up to `upto` at which the rule reads the record (a full window behind, by the deadline)."""
-        first = -(-self.window // self.check_every) * self.check_every
-        return range(first, min(upto, self.plan.deadline) + 1, self.check_every)
+        return check_steps(self.plan.num_steps, self.window, min(upto, self.plan.deadline))
 
     @property
     def final_check(self) -> int:
@@ -224,19 +221,10 @@ class AdaptiveWatch:
     def is_check(self, step: int) -> bool:
         return step == self.final_check or step in self.check_steps(step)
 
-    @staticmethod
-    def _valid(values: np.ndarray, skipped: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            return values[~skipped & np.isfinite(values) & (values > 0)]
-
-    def _level(self, norms, skipped, step: int) -> float:
-        valid = self._valid(norms[step - self.window: step], skipped[step - self.window: step])
-        return float(np.median(valid)) if valid.size else math.nan
-
     def _first(self, norms, skipped) -> float:
         """auto's smoothed first value: the centred median window at step 0, padded by repeating the first value."""
         half = self.window // 2
-        valid = self._valid(norms[: half + 1], skipped[: half + 1])
+        valid = valid_norms(norms[: half + 1], skipped[: half + 1])
         if not valid.size:
             return math.nan
         return float(np.median(np.concatenate([np.full(half, valid[0]), valid])))
@@ -250,7 +238,7 @@ class AdaptiveWatch:
             self._start = self._first(norms, skipped)
         for check in self.check_steps(step):
             if check not in self._levels:
-                self._levels[check] = self._level(norms, skipped, check)
+                self._levels[check] = trailing_level(norms, skipped, check, self.window)
         earlier = {check: level for check, level in self._levels.items() if check <= step and not math.isnan(level)}
         if not earlier or self._start is None:
             return Reading(step, math.nan, math.nan, step)

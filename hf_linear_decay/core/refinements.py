@@ -101,8 +101,9 @@ CALM_START, RISE_UNDER_DECAY = 10.0, 1.3
 #: 1.07x by 30%, and the WSD shape did not beat linear decay there (no seed better); at 5 tokens per parameter it rose
 #: 1.3x by 17-21% and WSD won by 4.6-5.0%.
 EARLY_BY = 0.3
-#: The early rise is read at this many checks over a run, each the median of the last τ·T norms (as the adaptive run).
-EARLY_CHECKS = 100
+#: Checks per run: the early rise (and the adaptive run's rule) reads the record at every `T // CHECKS_PER_RUN`-th
+#: step (at least every step), each level the median of the last τ·T valid norms.
+CHECKS_PER_RUN = 100
 COOLDOWN_FRACTION = 0.2
 COOLDOWN_SHAPES = ("1-sqrt", "linear")
 
@@ -152,24 +153,35 @@ def norm_profile(record, settings, smoothed=None) -> NormProfile:
                        minimum / max(1, num_steps - 1), lr_end, early)
 
 
+def check_steps(num_steps: int, window: int, last: int) -> range:
+    """The steps up to `last` at which a run of `num_steps` reads its norms: every ``T // CHECKS_PER_RUN`` steps, the
+    first with a full `window` behind it."""
+    every = max(1, num_steps // CHECKS_PER_RUN)
+    return range(-(-window // every) * every, last + 1, every)
+
+
+def valid_norms(values, skipped) -> np.ndarray:
+    """The norms among `values` that were measured: not skipped, finite and positive."""
+    with np.errstate(invalid="ignore"):
+        return values[~skipped & np.isfinite(values) & (values > 0)]
+
+
+def trailing_level(norms, skipped, step: int, window: int) -> float:
+    """The norm's level at check `step`: the median of the valid norms of the `window` steps before it (NaN if none)."""
+    valid = valid_norms(norms[step - window: step], skipped[step - window: step])
+    return float(np.median(valid)) if valid.size else math.nan
+
+
 def early_rise(norms, skipped, tau: float) -> float:
-    """How far the norm had risen by `EARLY_BY` of the run: at checks every ``T // EARLY_CHECKS`` steps (a full window
-    behind), the level is the median of the last ``filter_width(T, tau)`` valid norms; the result is the largest
-    level over the lowest level at an earlier check (1.0 with fewer than two checks). The adaptive run reads the same
-    levels while it trains (`core.adaptive.AdaptiveWatch`) and switches where this reaches its rise."""
+    """How far the norm had risen by `EARLY_BY` of the run: the largest `trailing_level` at a check up to there over
+    the lowest level at an earlier check (1.0 with fewer than two levels). The adaptive run reads the same levels while
+    it trains (`core.adaptive.AdaptiveWatch`) and switches where this reaches its rise."""
     norms, skipped = np.asarray(norms, dtype=np.float64), np.asarray(skipped, dtype=bool)
-    num_steps = len(norms)
-    window, every = filter_width(num_steps, tau), max(1, num_steps // EARLY_CHECKS)
-    first = -(-window // every) * every
-    levels = []
-    for check in range(first, int(EARLY_BY * num_steps) + 1, every):
-        values = norms[check - window: check][~skipped[check - window: check]]
-        with np.errstate(invalid="ignore"):
-            values = values[np.isfinite(values) & (values > 0)]
-        if values.size:
-            levels.append(float(np.median(values)))
+    window = filter_width(len(norms), tau)
+    levels = [trailing_level(norms, skipped, check, window)
+              for check in check_steps(len(norms), window, int(EARLY_BY * len(norms)))]
     best, lowest = 1.0, math.inf
-    for level in levels:
+    for level in (level for level in levels if not math.isnan(level)):
         if lowest < math.inf:
             best = max(best, level / lowest)
         lowest = min(lowest, level)
