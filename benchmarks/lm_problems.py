@@ -24,7 +24,8 @@ DOCS_DIR = os.path.join(HERE, "data", "docs")
 #: name -> corpus, model (hidden, layers, heads, intermediate), BPE vocabulary, steps, batch x block, eval blocks,
 #: the first LR grid's centre (None: the previous problem's best), the device; then what the study runs there:
 #: `baselines` (default: all of BASELINES), `methods` (two-pass refinements; default: all of lm_candidates'),
-#: `ideas` (the other refinements), `short_pass_one` (auto from a shorter pass 1).
+#: `ideas` (the other refinements), `short_pass_one` (auto from a shorter pass 1), `grid_seeds` (the seeds that run
+#: the LR grid; default all) and `finalists` (the grid's best LRs that every seed runs; default 1).
 PROBLEMS = {
     "python_tiny": dict(corpus="python", model=(64, 2, 4, 172), vocab=2048, steps=600, batch=16, block=128,
                         eval_blocks=256, center=4e-3, device="cpu", ideas=True, short_pass_one=True),
@@ -83,12 +84,14 @@ ADAPTIVE_NAMES = ("adapt", "adapt_stable")
 #: The baselines the new problems run (cosine to 10% and `guarded`, which equals pass 1, only on python_tiny).
 CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES, "schedule_free", *ADAPTIVE_NAMES)
 PROBLEMS["docs_tiny"]["baselines"] = (*CORE_BASELINES, "adapt_hold_r125", "adapt_peak_r125")
-# The >= 20 tokens-per-parameter problem on the 2-core budget (each run ~4 minutes): the LR is chosen on seed 0
-# (the grid, extended at an edge), the other two seeds run at that LR; the schedules that decide the targets (linear
-# decay, the best WSD of docs_tiny and the usual 1-sqrt one, schedule-free AdamW, both adaptive starts) and `auto`.
+# The >= 20 tokens-per-parameter problem on the 2-core budget (each run ~4 minutes): the grid runs on seed 0
+# (extended at an edge), all three seeds run at its two best LRs and the better 3-seed mean is the schedule's LR;
+# the schedules that decide the targets first (linear decay, the best WSD of docs_tiny and the usual 1-sqrt one,
+# schedule-free AdamW, both adaptive starts), then cosine and the 10% WSDs; and `auto`.
 PROBLEMS["docs_20tpp"]["baselines"] = ("linear_warmup", "adapt", "wsd_sqrt_20", "wsd_linear_20", "schedule_free",
-                                       "adapt_stable")
+                                       "adapt_stable", "cosine_warmup", "wsd_linear_10", "wsd_sqrt_10")
 PROBLEMS["docs_20tpp"]["grid_seeds"] = 1
+PROBLEMS["docs_20tpp"]["finalists"] = 2
 # The middle of the budget axis (10.7 tokens per parameter), on the 2-core budget: one WSD of each cooldown shape.
 PROBLEMS["docs_tiny_long"]["baselines"] = ("linear_warmup", "cosine_warmup", "wsd_linear_20", "wsd_sqrt_20",
                                            "schedule_free", *ADAPTIVE_NAMES)

@@ -86,30 +86,42 @@ def targets(summary: dict, default: str) -> list[str]:
             f"{against_verdict}: **{'met' if against_verdict != 'loss' else 'not met'}**"]
 
 
+def best_anchor(summary: dict) -> str | None:
+    """The best of linear decay and WSD on one problem (the one-run target's anchor), or None without a WSD."""
+    anchors = [name for name in (REFERENCE, *WSD_NAMES) if name in summary]
+    return min(anchors, key=lambda name: np.mean(summary[name]["per_seed"])) if len(anchors) > 1 else None
+
+
+def target_cells(summary: dict, name: str, best: str, ranges: bool = True) -> tuple[list[str], bool]:
+    """`name` against `best` and against schedule-free AdamW: a cell each (mean ratio, the seeds' range with
+    `ranges`, the paired p-value; "-" where there is nothing to compare), and whether both are within the target."""
+    cells, met = [], True
+    for other in (best, "schedule_free"):
+        if other not in summary or other == name and not ranges:
+            cells.append("-")
+            continue
+        ratio, low, high, _ = paired(summary[name]["per_seed"], summary[other]["per_seed"])
+        p = paired_pvalue(summary[name]["per_seed"], summary[other]["per_seed"])
+        shown = "-" if not np.isfinite(p) else f"{p:.3f}"
+        spread = f"{low:.3f}-{high:.3f}, " if ranges else ""
+        cells.append(f"{100 * (ratio - 1):+.2f}% ({spread}p {shown})")
+        met = met and ratio <= 1 + ONE_RUN_MARGIN
+    return cells, met
+
+
 def one_run(summary: dict) -> list[str]:
     """Cost 1.00 runs against the best of linear decay and WSD (whichever wins on this problem) and schedule-free
     AdamW, each at its own best LR: the mean ratio, the seeds' range and the paired p-value."""
-    anchors = [name for name in (REFERENCE, *WSD_NAMES) if name in summary]
-    if len(anchors) < 2:
+    best = best_anchor(summary)
+    if best is None:
         return []
-    best = min(anchors, key=lambda name: np.mean(summary[name]["per_seed"]))
     lines = [f"One run (cost 1.00), against the best of linear decay and WSD here (`{best}`) and schedule-free AdamW; "
              f"target for an adaptive run: within {ONE_RUN_MARGIN:.1%} of both:", "",
              f"| schedule | vs `{best}` (range, p) | vs schedule_free (range, p) | target |", "|---|---|---|---|"]
-    free = summary.get("schedule_free")
-    for name in (*anchors, "cosine_warmup", "schedule_free", *ADAPTIVE_NAMES, "auto"):
+    for name in (REFERENCE, *WSD_NAMES, "cosine_warmup", "schedule_free", *ADAPTIVE_NAMES, "auto"):
         if name not in summary:
             continue
-        cells, met = [], True
-        for other in (summary[best], free):
-            if other is None:
-                cells.append("-")
-                continue
-            ratio, low, high, _ = paired(summary[name]["per_seed"], other["per_seed"])
-            p = paired_pvalue(summary[name]["per_seed"], other["per_seed"])
-            shown = "-" if not np.isfinite(p) else f"{p:.3f}"
-            cells.append(f"{100 * (ratio - 1):+.2f}% ({low:.3f}-{high:.3f}, p {shown})")
-            met = met and ratio <= 1 + ONE_RUN_MARGIN
+        cells, met = target_cells(summary, name, best)
         target = ("**met**" if met else "not met") if name in ADAPTIVE_NAMES else ""
         label = f"{name} (two runs: cost 2.00)" if name == "auto" else name
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {target} |")
@@ -122,23 +134,13 @@ def one_run_overview(out_dir: str, summaries: dict) -> list[str]:
     lines = ["| problem | tokens per parameter | best of linear and WSD | schedule | vs that best (p) | "
              "vs schedule_free (p) | target |", "|---|---|---|---|---|---|---|"]
     for problem, summary in summaries.items():
-        anchors = [name for name in (REFERENCE, *WSD_NAMES) if name in summary]
-        facts = problem_facts(out_dir, problem)
-        if len(anchors) < 2 or not facts:
+        best, facts = best_anchor(summary), problem_facts(out_dir, problem)
+        if best is None or not facts:
             continue
-        best = min(anchors, key=lambda name: np.mean(summary[name]["per_seed"]))
         for name in (*ADAPTIVE_NAMES, "schedule_free"):
             if name not in summary:
                 continue
-            cells, met = [], True
-            for other in (best, "schedule_free"):
-                if other not in summary or other == name:
-                    cells.append("-")
-                    continue
-                ratio, _, _, _ = paired(summary[name]["per_seed"], summary[other]["per_seed"])
-                p = paired_pvalue(summary[name]["per_seed"], summary[other]["per_seed"])
-                cells.append(f"{100 * (ratio - 1):+.2f}% ({'-' if not np.isfinite(p) else f'{p:.3f}'})")
-                met = met and ratio <= 1 + ONE_RUN_MARGIN
+            cells, met = target_cells(summary, name, best, ranges=False)
             target = ("**met**" if met else "not met") if name in ADAPTIVE_NAMES else ""
             lines.append(f"| {problem} | {facts['tokens_per_parameter']:.1f} | {best} | {name} | {cells[0]} | "
                          f"{cells[1]} | {target} |")
@@ -182,7 +184,11 @@ def write_report(out_dir: str, default: str | None = None) -> str:
                          "parameter")
         else:
             lines.append(f"## {problem} ({role})")
-        if summary[REFERENCE].get("grid_seeds", 0) == 1:
+        if summary[REFERENCE].get("grid_seeds", 0) == 1 and len(summary[REFERENCE].get("finalists", {})) > 1:
+            lines += ["", f"Each schedule's grid ran on seed 0 (extended at an edge); every seed ran at the grid's "
+                      f"{len(summary[REFERENCE]['finalists'])} best LRs and the best mean over the seeds is the "
+                      "schedule's LR (the grid's means are seed 0's)."]
+        elif summary[REFERENCE].get("grid_seeds", 0) == 1:
             lines += ["", "Each schedule's LR was chosen on seed 0 (the grid, extended at an edge); seeds 1 and 2 ran "
                       "at that LR only (the grid's means are seed 0's)."]
         lines += [""] + table(summary) + ["", f"Default (`{default}`):"] + targets(summary, default) + [""]

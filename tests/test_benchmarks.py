@@ -98,3 +98,35 @@ def test_a_corpus_prepared_differently_stops_with_the_reason_and_the_fix():
     assert "prepare_corpus.py --source docs" in said and "would not reproduce" in said
     with pytest.raises(SystemExit, match="token blocks .* delete benchmarks/data/lm_study/"):
         check_digest("python", ("blocks", 2048, 128), "f" * 64)
+
+
+class _CannedStudy:
+    """A Study whose runs are a table of losses: what the sweep asks for is recorded, nothing trains."""
+
+    grid_points = 3
+
+    def __init__(self, losses):
+        self.losses, self.asked = losses, []
+
+    def run(self, jobs):
+        self.asked += [(job["lr"], job["seed"]) for job in jobs]
+        return [{"eval_loss": self.losses[(job["lr"], job["seed"])], "seconds": 1.0} for job in jobs]
+
+
+def test_sweep_with_finalists_chooses_the_lr_by_every_seeds_mean_not_the_grid_seeds():
+    from benchmarks.lm_study import Sweep
+
+    # Seed 0 likes 1.6e-2 best, but seeds 1-2 do badly there (near the stability edge): 8e-3 wins on the mean
+    losses = {(0.004, 0): 3.76, (0.008, 0): 3.73, (0.016, 0): 3.71, (0.032, 0): 3.93,
+              (0.008, 1): 3.74, (0.008, 2): 3.73, (0.016, 1): 3.81, (0.016, 2): 3.74}
+    study = _CannedStudy(losses)
+    result = Sweep(study, "p", "linear_warmup", {}, seeds=(0, 1, 2), center=0.008, grid_seeds=1, finalists=2).run()
+    assert result["best_lr"] == 0.008 and result["per_seed"] == [3.73, 3.74, 3.73]
+    assert result["grid"] == [0.004, 0.008, 0.016, 0.032] and result["means"] == [3.76, 3.73, 3.71, 3.93]
+    assert result["finalists"] == pytest.approx({"0.008": 3.7333333, "0.016": 3.7533333})
+    # The grid ran on seed 0 alone; the other seeds ran at the two finalists only
+    assert {lr for lr, seed in study.asked if seed > 0} == {0.008, 0.016}
+    # One finalist (the default) is the seed-0 choice, whatever the other seeds do there
+    study = _CannedStudy(losses)
+    assert Sweep(study, "p", "linear_warmup", {}, seeds=(0, 1, 2), center=0.008, grid_seeds=1).run()["best_lr"] == 0.016
+    assert {lr for lr, seed in study.asked if seed > 0} == {0.016}
