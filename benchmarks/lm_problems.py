@@ -33,10 +33,10 @@ PROBLEMS = {
     "docs_tiny": dict(corpus="docs", model=(64, 2, 4, 172), vocab=2048, steps=600, batch=16, block=128,
                       eval_blocks=256, center=4e-3, device="cpu"),
     "docs_tiny_long": dict(corpus="docs", model=(64, 2, 4, 172), vocab=2048, steps=1200, batch=16, block=128,
-                           eval_blocks=256, center=None, device="cpu"),
+                           eval_blocks=256, center=4e-3, device="cpu"),
     # >= 20 tokens per parameter, every parameter counted (embeddings included): 2250 x 16 x 128 / 230,208 = 20.0
     "docs_20tpp": dict(corpus="docs", model=(64, 2, 4, 172), vocab=2048, steps=2250, batch=16, block=128,
-                       eval_blocks=256, center=None, device="cpu"),
+                       eval_blocks=256, center=4e-3, device="cpu"),
     "gpu_d512": dict(corpus="docs", model=(512, 8, 8, 1376), vocab=8192, steps=4000, batch=32, block=512,
                      eval_blocks=512, center=1e-3, device="cuda"),
     "smoke": dict(corpus="python_small", model=(32, 1, 2, 64), vocab=300, steps=40, batch=4, block=32, eval_blocks=8,
@@ -92,9 +92,12 @@ PROBLEMS["docs_20tpp"]["baselines"] = ("linear_warmup", "adapt", "wsd_sqrt_20", 
                                        "adapt_stable", "cosine_warmup", "wsd_linear_10", "wsd_sqrt_10")
 PROBLEMS["docs_20tpp"]["grid_seeds"] = 1
 PROBLEMS["docs_20tpp"]["finalists"] = 2
-# The middle of the budget axis (10.7 tokens per parameter), on the 2-core budget: one WSD of each cooldown shape.
-PROBLEMS["docs_tiny_long"]["baselines"] = ("linear_warmup", "cosine_warmup", "wsd_linear_20", "wsd_sqrt_20",
-                                           "schedule_free", *ADAPTIVE_NAMES)
+# The middle of the budget axis (10.7 tokens per parameter), on the 2-core budget and as docs_20tpp chooses LRs:
+# the schedules that decide the targets first (the best WSD of docs_tiny and docs_20tpp), then the others.
+PROBLEMS["docs_tiny_long"]["baselines"] = ("linear_warmup", "adapt", "wsd_linear_20", "schedule_free", "adapt_stable",
+                                           "wsd_sqrt_20", "cosine_warmup")
+PROBLEMS["docs_tiny_long"]["grid_seeds"] = 1
+PROBLEMS["docs_tiny_long"]["finalists"] = 2
 PROBLEMS["python_tiny"]["baselines"] = tuple(name for name in BASELINES if not name.endswith("_r125"))
 PROBLEMS["docs_tiny"]["methods"] = ("auto", "paper")
 for _name in ("docs_tiny_long", "docs_20tpp"):
