@@ -222,20 +222,35 @@ class Sweep:
         losses = [self.runs[(lr, seed)]["eval_loss"] for seed in (seeds or self.grid_seeds)]
         return float(np.mean([math.inf if loss is None else loss for loss in losses]))
 
-    def run(self) -> dict:
-        self._run(self.grid)
-        for _ in range(self.MAX_EXTENSIONS):
-            best = int(np.argmin([self.mean(lr) for lr in self.grid]))
-            if len(self.grid) == 1 or 0 < best < len(self.grid) - 1:
-                break
-            lr = self.grid[0] / 2 if best == 0 else self.grid[-1] * 2
-            self._run([lr])
-            self.grid = sorted(self.grid + [lr])
+    def _interior_or_done(self, best: int, extensions: int) -> bool:
+        return len(self.grid) == 1 or 0 < best < len(self.grid) - 1 or extensions == self.MAX_EXTENSIONS
+
+    def _extend(self, best: int) -> None:
+        """One more LR beyond the grid's edge at index `best`, on the grid's seeds."""
+        lr = self.grid[0] / 2 if best == 0 else self.grid[-1] * 2
+        self._run([lr])
+        self.grid = sorted(self.grid + [lr])
+
+    def _chosen(self) -> float:
+        """The best of the `finalists` best LRs on the grid's seeds, by the mean over every seed (run here)."""
         order = np.argsort([self.mean(lr) for lr in self.grid], kind="stable")
         finalists = [self.grid[i] for i in order[: self.finalists]]
         self._run(finalists, seeds=self.seeds)  # every seed at the finalists (cached where the grid ran them)
-        lr = min(finalists, key=lambda x: self.mean(x, self.seeds))
-        best = self.grid.index(lr)
+        return min(finalists, key=lambda x: self.mean(x, self.seeds))
+
+    def run(self) -> dict:
+        self._run(self.grid)
+        extensions = 0
+        # Bracket the grid seeds' best first, then the LR every seed chose (a finalist may sit at the grid's edge)
+        while not self._interior_or_done(best := int(np.argmin([self.mean(lr) for lr in self.grid])), extensions):
+            self._extend(best)
+            extensions += 1
+        while not self._interior_or_done(best := self.grid.index(self._chosen()), extensions):
+            self._extend(best)
+            extensions += 1
+        lr = self.grid[best]
+        order = np.argsort([self.mean(x) for x in self.grid], kind="stable")
+        finalists = [self.grid[i] for i in order[: self.finalists]]
         return {"best_lr": lr, "grid": self.grid, "means": [self.mean(x) for x in self.grid],
                 "grid_seeds": len(self.grid_seeds),
                 "finalists": {f"{x:g}": self.mean(x, self.seeds) for x in sorted(finalists)},

@@ -130,3 +130,17 @@ def test_sweep_with_finalists_chooses_the_lr_by_every_seeds_mean_not_the_grid_se
     study = _CannedStudy(losses)
     assert Sweep(study, "p", "linear_warmup", {}, seeds=(0, 1, 2), center=0.008, grid_seeds=1).run()["best_lr"] == 0.016
     assert {lr for lr, seed in study.asked if seed > 0} == {0.016}
+
+
+def test_sweep_brackets_the_lr_every_seed_chose_when_it_sits_at_the_grids_edge():
+    from benchmarks.lm_study import Sweep
+
+    # Seed 0 likes 1.6e-2 (inside the grid); the other seeds make 4e-3, the grid's low edge, the choice: 2e-3 runs
+    # on seed 0 to bracket it, and loses, so 4e-3 stays
+    losses = {(0.002, 0): 3.77, (0.004, 0): 3.714, (0.008, 0): 3.729, (0.016, 0): 3.711, (0.032, 0): 3.93,
+              (0.004, 1): 3.718, (0.004, 2): 3.724, (0.016, 1): 3.81, (0.016, 2): 3.74}
+    study = _CannedStudy(losses)
+    result = Sweep(study, "p", "adapt", {}, seeds=(0, 1, 2), center=0.008, grid_seeds=1, finalists=2).run()
+    assert result["best_lr"] == 0.004 and not result["edge"]
+    assert result["grid"] == [0.002, 0.004, 0.008, 0.016, 0.032]
+    assert (0.002, 0) in study.asked and (0.002, 1) not in study.asked
