@@ -9,10 +9,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = os.path.join(ROOT, "benchmarks", "results", "lm_study")
 
-#: The first line of each table the README copies from `results.md` (the overview over problems, the one-run table
-#: and WSD's gain against the budget).
-COPIED_TABLES = ("| schedule | python_tiny |", "| problem | tokens per parameter | best of linear and WSD |",
-                 "| problem | tokens per parameter | best WSD |")
+#: The first line of each table the README copies, and the file it comes from: the overview over problems, the
+#: one-run table and WSD's gain against the budget (`lm_report`), what the adaptive runs decided (`adaptive_rule`).
+COPIED_TABLES = {"| schedule | python_tiny |": "results.md",
+                 "| problem | tokens per parameter | best of linear and WSD |": "results.md",
+                 "| problem | tokens per parameter | best WSD |": "results.md",
+                 "| problem | schedule | best LR | at the best LR (per seed) |": "adaptive_rule.md"}
 
 
 def _table(text: str, header: str) -> list[str]:
@@ -30,7 +32,7 @@ def _table(text: str, header: str) -> list[str]:
 @pytest.mark.parametrize("header", COPIED_TABLES)
 def test_the_readme_tables_are_the_committed_reports(header):
     readme = open(os.path.join(ROOT, "README.md")).read()
-    report = open(os.path.join(STUDY, "results.md")).read()
+    report = open(os.path.join(STUDY, COPIED_TABLES[header])).read()
     assert _table(readme, header) == _table(report, header)
 
 

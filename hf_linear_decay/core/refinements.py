@@ -97,9 +97,10 @@ def guarded_method(record, settings, smoothed=None) -> tuple[np.ndarray, str]:
 #: and the held-out checks are in benchmarks/results/lm_study/results.md.
 CALM_START, RISE_UNDER_DECAY = 10.0, 1.3
 #: ... and the rise already shows by `EARLY_BY` of the run, while the LR is still high (what the adaptive run reads by
-#: its deadline). At 20 tokens per parameter (lm_study's docs_20tpp) the norm rose 1.9x over the whole pass 1 but only
-#: 1.07x by 30%, and the WSD shape did not beat linear decay there (no seed better); at 5 tokens per parameter it rose
-#: 1.3x by 17-21% and WSD won by 4.6-5.0%.
+#: its deadline). Set on lm_study's docs_20tpp (20 tokens per parameter) in a round that chose each LR on one seed,
+#: where the norm rose late and the WSD shape did not beat linear decay; with the LRs chosen on every seed the WSD
+#: shape gained a little there and this condition keeps linear decay: benchmarks/results/lm_study/results.md and
+#: rule_signals.md have the readings, the README's evidence what that costs.
 EARLY_BY = 0.3
 #: Checks per run: the early rise (and the adaptive run's rule) reads the record at every `T // CHECKS_PER_RUN`-th
 #: step (at least every step), each level the median of the last τ·T valid norms.
