@@ -231,10 +231,14 @@ class Sweep:
         self._run([lr])
         self.grid = sorted(self.grid + [lr])
 
-    def _chosen(self) -> float:
-        """The best of the `finalists` best LRs on the grid's seeds, by the mean over every seed (run here)."""
+    def _finalist_lrs(self) -> list[float]:
+        """The grid's `finalists` best LRs on the grid's seeds, best first."""
         order = np.argsort([self.mean(lr) for lr in self.grid], kind="stable")
-        finalists = [self.grid[i] for i in order[: self.finalists]]
+        return [self.grid[i] for i in order[: self.finalists]]
+
+    def _chosen(self) -> float:
+        """The best of the finalists by the mean over every seed (run here)."""
+        finalists = self._finalist_lrs()
         self._run(finalists, seeds=self.seeds)  # every seed at the finalists (cached where the grid ran them)
         return min(finalists, key=lambda x: self.mean(x, self.seeds))
 
@@ -249,8 +253,7 @@ class Sweep:
             self._extend(best)
             extensions += 1
         lr = self.grid[best]
-        order = np.argsort([self.mean(x) for x in self.grid], kind="stable")
-        finalists = [self.grid[i] for i in order[: self.finalists]]
+        finalists = self._finalist_lrs()
         return {"best_lr": lr, "grid": self.grid, "means": [self.mean(x) for x in self.grid],
                 "grid_seeds": len(self.grid_seeds),
                 "finalists": {f"{x:g}": self.mean(x, self.seeds) for x in sorted(finalists)},

@@ -22,7 +22,8 @@ from benchmarks.convex_study import ConvexStudy, OPTIMIZER_NORM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CALIBRATION = {"python_tiny", "iris", "wine", "breast_cancer", "digits", "glass"}
-#: The problem that added the early-rise condition (`auto` lost to linear decay there with the whole-run rise alone).
+#: The problem that added the early-rise condition (in its first round, each LR chosen on one seed, the WSD shape
+#: `auto` gave did not beat linear decay there).
 EARLY_RISE_FROM = {"docs_20tpp"}
 
 

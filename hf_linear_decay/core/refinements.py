@@ -138,8 +138,7 @@ class NormProfile:
             return f"pass 1's LR ended at {self.lr_end:.2f} of its peak (it never decayed below half)"
         if not self.early_rise >= RISE_UNDER_DECAY:
             return (f"the norm had risen only {self.early_rise:.2f}x by {EARLY_BY:.0%} of the run "
-                    f"({RISE_UNDER_DECAY:g}x needed): it rose late, as the LR decayed, where the WSD shape did not "
-                    "beat linear decay")
+                    f"({RISE_UNDER_DECAY:g}x needed): it rose late, as the LR decayed")
         return ""
 
 
