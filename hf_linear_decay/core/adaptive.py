@@ -40,7 +40,7 @@ __all__ = ["ADAPT_OPTIONS", "AdaptivePlan", "AdaptiveWatch", "Reading", "check_a
 #: The rise that means the LM regime: `auto`'s (`refinements.RISE_UNDER_DECAY`). At 1.25 one seed of ten on one convex
 #: problem (vehicle) switched; at 1.3 none did, and the LMs switch one to three checks later (adaptive_rule.md).
 RISE_TO_SWITCH = RISE_UNDER_DECAY
-DECIDE_BY = EARLY_BY  # auto's early rise reads the same span (`refinements.early_rise`)
+DECIDE_BY = EARLY_BY  # `refinements.early_rise` reads the same span from a recorded run (what this would decide)
 STARTS = ("linear", "stable")
 SWITCHES = ("hold", "peak")
 

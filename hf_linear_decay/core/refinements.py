@@ -96,11 +96,11 @@ def guarded_method(record, settings, smoothed=None) -> tuple[np.ndarray, str]:
 #: decayed to below half its peak. The calibration (lm_study's python_tiny; the convex suite's first five problems)
 #: and the held-out checks are in benchmarks/results/lm_study/results.md.
 CALM_START, RISE_UNDER_DECAY = 10.0, 1.3
-#: ... and the rise already shows by `EARLY_BY` of the run, while the LR is still high (what the adaptive run reads by
-#: its deadline). Set on lm_study's docs_20tpp (20 tokens per parameter) in a round that chose each LR on one seed,
-#: where the norm rose late and the WSD shape did not beat linear decay; with the LRs chosen on every seed the WSD
-#: shape gained a little there and this condition keeps linear decay: benchmarks/results/lm_study/results.md and
-#: rule_signals.md have the readings, the README's evidence what that costs.
+#: `EARLY_BY`: the span the adaptive run reads before its deadline (`early_rise`); `auto` reports the rise by then but
+#: does not require it. A round of lm_study's docs_20tpp that chose each LR on one seed had made it a condition of
+#: `auto` (the WSD shape had not beaten linear decay there); with the LRs chosen on every seed the WSD shape gained
+#: there while the condition kept linear decay, it bound on no other measured problem, and `auto` without it was
+#: measured again: benchmarks/results/lm_study/results.md and rule_signals.md.
 EARLY_BY = 0.3
 #: Checks per run: the early rise (and the adaptive run's rule) reads the record at every `T // CHECKS_PER_RUN`-th
 #: step (at least every step), each level the median of the last τ·T valid norms.
@@ -136,9 +136,6 @@ class NormProfile:
             return f"the norm's minimum came late, at {self.minimum_at:.0%} of the run (the first half needed)"
         if not self.lr_end <= 0.5:
             return f"pass 1's LR ended at {self.lr_end:.2f} of its peak (it never decayed below half)"
-        if not self.early_rise >= RISE_UNDER_DECAY:
-            return (f"the norm had risen only {self.early_rise:.2f}x by {EARLY_BY:.0%} of the run "
-                    f"({RISE_UNDER_DECAY:g}x needed): it rose late, as the LR decayed")
         return ""
 
 
