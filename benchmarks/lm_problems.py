@@ -63,6 +63,9 @@ BASELINES = {
     "wsd_linear_20": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.2, "decay_type": "linear"}),
     "wsd_sqrt_10": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.1, "decay_type": "1-sqrt"}),
     "wsd_sqrt_20": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.2, "decay_type": "1-sqrt"}),
+    # A longer cooldown, on the two longer problems: whether the cooldown should lengthen with the budget (Bergsma et al. 2025
+    # find decay to zero gaining as tokens per parameter grow; the adaptive run's 20% was set at 5.3)
+    "wsd_sqrt_40": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.4, "decay_type": "1-sqrt"}),
     # Schedule-free AdamW (Defazio et al. 2024): a constant scheduler, the warm-up inside the optimizer (transformers
     # passes `warmup_steps` to it), the same betas and weight decay; it usually wants a higher LR than AdamW.
     "schedule_free": ("constant", WARMUP, {}, "schedule_free_adamw", 2.0),
@@ -79,28 +82,30 @@ BASELINES = {
                                                                                          rise=1.25)}),
 }
 REFERENCE = "linear_warmup"
-#: The WSD runs of a problem: its best is "the best of WSD" in the targets.
-WSD_NAMES = ("wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20")
+#: The WSD runs of a problem: its best is "the best of WSD" in the targets. Every problem runs the first four.
+WSD_NAMES = ("wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20", "wsd_sqrt_40")
 #: The one-run adaptive schedules (this package's `adapt`): both starts.
 ADAPTIVE_NAMES = ("adapt", "adapt_stable")
 #: The baselines the new problems run (cosine to 10% and `guarded`, which equals pass 1, only on python_tiny).
-CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES, "schedule_free", *ADAPTIVE_NAMES)
+CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES[:4], "schedule_free", *ADAPTIVE_NAMES)
 PROBLEMS["docs_tiny"]["baselines"] = (*CORE_BASELINES, "adapt_hold_r125", "adapt_peak_r125")
 # The >= 20 tokens-per-parameter problem on the 2-core budget (each run ~4 minutes): the grid runs on seed 0
 # (extended at an edge), all three seeds run at its two best LRs and the better 3-seed mean is the schedule's LR;
 # the schedules that decide the targets first (linear decay, the best WSD of docs_tiny and the usual 1-sqrt one,
 # schedule-free AdamW, both adaptive starts), then cosine and the 10% WSDs; and `auto`.
 PROBLEMS["docs_20tpp"]["baselines"] = ("linear_warmup", "adapt", "wsd_sqrt_20", "wsd_linear_20", "schedule_free",
-                                       "adapt_stable", "cosine_warmup", "wsd_linear_10", "wsd_sqrt_10")
+                                       "adapt_stable", "cosine_warmup", "wsd_linear_10", "wsd_sqrt_10", "wsd_sqrt_40")
 PROBLEMS["docs_20tpp"]["grid_seeds"] = 1
 PROBLEMS["docs_20tpp"]["finalists"] = 2
 # The middle of the budget axis (10.7 tokens per parameter), on the 2-core budget and as docs_20tpp chooses LRs:
 # the schedules that decide the targets first (the best WSD of docs_tiny and docs_20tpp), then the others.
 PROBLEMS["docs_tiny_long"]["baselines"] = ("linear_warmup", "adapt", "wsd_linear_20", "schedule_free", "adapt_stable",
-                                           "wsd_sqrt_20", "cosine_warmup", "wsd_linear_10", "wsd_sqrt_10")
+                                           "wsd_sqrt_20", "cosine_warmup", "wsd_linear_10", "wsd_sqrt_10",
+                                           "wsd_sqrt_40")
 PROBLEMS["docs_tiny_long"]["grid_seeds"] = 1
 PROBLEMS["docs_tiny_long"]["finalists"] = 2
-PROBLEMS["python_tiny"]["baselines"] = tuple(name for name in BASELINES if not name.endswith("_r125"))
+PROBLEMS["python_tiny"]["baselines"] = tuple(name for name in BASELINES
+                                             if not name.endswith("_r125") and name != "wsd_sqrt_40")
 PROBLEMS["docs_tiny"]["methods"] = ("auto", "paper")
 for _name in ("docs_tiny_long", "docs_20tpp"):
     PROBLEMS[_name]["methods"] = ("auto",)
