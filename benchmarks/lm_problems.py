@@ -63,8 +63,8 @@ BASELINES = {
     "wsd_linear_20": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.2, "decay_type": "linear"}),
     "wsd_sqrt_10": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.1, "decay_type": "1-sqrt"}),
     "wsd_sqrt_20": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.2, "decay_type": "1-sqrt"}),
-    # A longer cooldown, on the two longer problems: whether the cooldown should lengthen with the budget (Bergsma et al. 2025
-    # find decay to zero gaining as tokens per parameter grow; the adaptive run's 20% was set at 5.3)
+    # A longer cooldown, on the two longer problems: whether the cooldown should lengthen with the budget (Bergsma et
+    # al. 2025 find decay to zero gaining as tokens per parameter grow; the adaptive run's 20% was set at 5.3)
     "wsd_sqrt_40": ("warmup_stable_decay", WARMUP, {"decay_frac": 0.4, "decay_type": "1-sqrt"}),
     # Schedule-free AdamW (Defazio et al. 2024): a constant scheduler, the warm-up inside the optimizer (transformers
     # passes `warmup_steps` to it), the same betas and weight decay; it usually wants a higher LR than AdamW.
@@ -92,7 +92,7 @@ PROBLEMS["docs_tiny"]["baselines"] = (*CORE_BASELINES, "adapt_hold_r125", "adapt
 # The >= 20 tokens-per-parameter problem on the 2-core budget (each run ~4 minutes): the grid runs on seed 0
 # (extended at an edge), all three seeds run at its two best LRs and the better 3-seed mean is the schedule's LR;
 # the schedules that decide the targets first (linear decay, the best WSD of docs_tiny and the usual 1-sqrt one,
-# schedule-free AdamW, both adaptive starts), then cosine and the 10% WSDs; and `auto`.
+# schedule-free AdamW, both adaptive starts), then cosine and the 10% and 40% WSDs; and `auto`.
 PROBLEMS["docs_20tpp"]["baselines"] = ("linear_warmup", "adapt", "wsd_sqrt_20", "wsd_linear_20", "schedule_free",
                                        "adapt_stable", "cosine_warmup", "wsd_linear_10", "wsd_sqrt_10", "wsd_sqrt_40")
 PROBLEMS["docs_20tpp"]["grid_seeds"] = 1

@@ -230,8 +230,8 @@ def test_auto_gives_the_cooldown_where_the_norm_rises_only_late():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_early_rise_is_what_the_adaptive_run_reads_by_its_deadline(seed):
-    """`early_rise` (what rule_signals reports for each pass 1) and the adaptive run's rule read the same levels: the largest rise the adaptive watch reads
-    at its checks up to 30% of the run equals `early_rise`."""
+    """`early_rise` (what rule_signals reports for each pass 1) and the adaptive run's rule read the same levels: the
+    largest rise the adaptive watch reads at its checks up to 30% of the run equals `early_rise`."""
     from hf_linear_decay.core.adaptive import AdaptivePlan, AdaptiveWatch
     from hf_linear_decay.core.refine import DEFAULT_TAU
     from hf_linear_decay.core.refinements import early_rise
