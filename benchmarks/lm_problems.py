@@ -82,12 +82,15 @@ BASELINES = {
                                                                                          rise=1.25)}),
 }
 REFERENCE = "linear_warmup"
-#: The WSD runs of a problem: its best is "the best of WSD" in the targets. Every problem runs the first four.
-WSD_NAMES = ("wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20", "wsd_sqrt_40")
+#: The WSD runs of a problem: its best is "the best of WSD" in the targets. Every problem runs the first four; the
+#: 40% cooldown runs only on the longer problems.
+LONGER_PROBLEMS_ONLY = ("wsd_sqrt_40",)
+WSD_NAMES = ("wsd_linear_10", "wsd_linear_20", "wsd_sqrt_10", "wsd_sqrt_20", *LONGER_PROBLEMS_ONLY)
 #: The one-run adaptive schedules (this package's `adapt`): both starts.
 ADAPTIVE_NAMES = ("adapt", "adapt_stable")
 #: The baselines the new problems run (cosine to 10% and `guarded`, which equals pass 1, only on python_tiny).
-CORE_BASELINES = ("linear_warmup", "cosine_warmup", *WSD_NAMES[:4], "schedule_free", *ADAPTIVE_NAMES)
+CORE_BASELINES = ("linear_warmup", "cosine_warmup", *(name for name in WSD_NAMES if name not in LONGER_PROBLEMS_ONLY),
+                  "schedule_free", *ADAPTIVE_NAMES)
 PROBLEMS["docs_tiny"]["baselines"] = (*CORE_BASELINES, "adapt_hold_r125", "adapt_peak_r125")
 # The >= 20 tokens-per-parameter problem on the 2-core budget (each run ~4 minutes): the grid runs on seed 0
 # (extended at an edge), all three seeds run at its two best LRs and the better 3-seed mean is the schedule's LR;
@@ -105,7 +108,7 @@ PROBLEMS["docs_tiny_long"]["baselines"] = ("linear_warmup", "adapt", "wsd_linear
 PROBLEMS["docs_tiny_long"]["grid_seeds"] = 1
 PROBLEMS["docs_tiny_long"]["finalists"] = 2
 PROBLEMS["python_tiny"]["baselines"] = tuple(name for name in BASELINES
-                                             if not name.endswith("_r125") and name != "wsd_sqrt_40")
+                                             if not name.endswith("_r125") and name not in LONGER_PROBLEMS_ONLY)
 PROBLEMS["docs_tiny"]["methods"] = ("auto", "paper")
 for _name in ("docs_tiny_long", "docs_20tpp"):
     PROBLEMS[_name]["methods"] = ("auto",)
